@@ -1,0 +1,1 @@
+"""Patch series, one folder per built-in adapter (package data of ``vem_plugins.patches``)."""

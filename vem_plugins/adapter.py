@@ -1,0 +1,72 @@
+"""What an adapter declares: an upstream repository at a pinned commit plus our patch series.
+
+An adapter is data (this dataclass) plus code (the module that declares it may also hold the
+runtime compatibility fixes that patched upstream code calls). Built-in adapters live in
+``adapters/`` (installed as :mod:`vem_plugins.adapters`); third-party ones register through the
+``register_adapters`` hook from a ``vem_plugins`` entry point, the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from importlib.resources.abc import Traversable
+
+
+@dataclasses.dataclass(frozen=True)
+class Smoke:
+    """How to run upstream's own training for a couple of iterations on CPU with tiny data.
+
+    ``command`` is an argv list run from the checkout's root; ``{python}``, ``{data}`` and
+    ``{out}`` are replaced by the interpreter, the generated dataset's root and a scratch output
+    directory.
+
+    :param dataset: ``"aligned"`` (A|B side by side), ``"unaligned"`` (trainA/trainB) or
+        ``"unconditional"`` (one folder of images).
+    :param size: image side in pixels.
+    :param count: images per split.
+    :param command: argv template.
+    :param log: path template (same placeholders) of the loss log the MI terms must reach.
+    """
+
+    dataset: str
+    command: tuple[str, ...]
+    size: int = 64
+    count: int = 8
+    log: str = "{out}/log.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """One upstream codebase and how vem-plugins modifies it.
+
+    :param name: the name users type (``vem-plugins install NAME``).
+    :param url: upstream git URL.
+    :param commit: the pinned full commit SHA; install verifies HEAD equals it.
+    :param patches: ordered patch files (zero-context, insertion-only unified diffs).
+    :param file_hashes: sha256 of every upstream file a patch touches, at the pin, by path.
+    :param added_files: files we add to the checkout: destination path -> source file.
+    :param requirements: extra pip requirements of the upstream code on today's stack.
+    :param entry_points: upstream scripts that gain ``--vem``.
+    :param assets: large upstream blobs that may be left out of the checkout, path -> what
+        their absence disables.
+    :param smoke: how to smoke-test the adapter, or None.
+    :param version: the adapter's own version, written to the lock file.
+    """
+
+    name: str
+    url: str
+    commit: str
+    patches: tuple[Traversable, ...] = ()
+    file_hashes: dict[str, str] = dataclasses.field(default_factory=dict)
+    added_files: dict[str, Traversable] = dataclasses.field(default_factory=dict)
+    requirements: tuple[str, ...] = ()
+    entry_points: tuple[str, ...] = ()
+    assets: dict[str, str] = dataclasses.field(default_factory=dict)
+    smoke: Smoke | None = None
+    version: str = "0"
+
+
+def bundled(adapter_name: str, *names: str) -> tuple[Traversable, ...]:
+    """Paths of patch files shipped in vem-plugins' own ``patches/<adapter_name>/`` folder."""
+    root = importlib.resources.files("vem_plugins.patches") / adapter_name
+    return tuple(root / n for n in names)

@@ -1,0 +1,113 @@
+"""The command-line flags patched upstream parsers gain, and their validation.
+
+:func:`add_options` is what a patch calls on upstream's parser; it runs the ``add_options`` hook
+so that plugins add their own flags beside ours. Defaults follow the paper (K=10, step 100,
+noise 0.005, lambda 0.1, Adam 1e-4 with betas (0, 0.999), l2 0.05).
+
+Langevin parametrisation: the default ("paper") takes the step size and the noise scale
+separately, t <- t - step * dE/dt + noise * eps; with the paper's values this is noisy gradient
+descent on E (temperature noise^2 / (2 step) ~ 1e-7), so the energy acts as a local critic around
+the student output. ``--ebm_sampler textbook`` uses noise std sqrt(2 * step) instead (a proper
+Langevin sampler of exp(-E)), for experiments.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+from vem_plugins import hookimpl
+from vem_plugins.plugins import estimators, plugin_manager
+
+
+def add_options(parser, **defaults):
+    """Add vem-plugins' flags (and every plugin's) to ``parser``.
+
+    :param parser: upstream's ``argparse.ArgumentParser`` (or an argument group of it).
+    :param defaults: per-upstream defaults, e.g. ``ebm_width=16`` for CycleGAN.
+    :return: ``parser``.
+    """
+    plugin_manager().hook.add_options(parser=parser)
+    if defaults:
+        parser.set_defaults(**defaults)
+    return parser
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two comma-separated numbers, got {text!r}")
+    return a, b
+
+
+def _range(text: str) -> tuple[float, float] | None:
+    return None if text.lower() == "none" else _pair(text)
+
+
+@hookimpl(specname="add_options")
+def builtin_options(parser):
+    """The built-in flags (documented in ``--help`` and the README)."""
+    g = parser.add_argument_group("vem-plugins (mutual-information distillation)") \
+        if hasattr(parser, "add_argument_group") else parser
+    g.add_argument("--vem", action="store_true",
+                   help="add the mutual-information term to the student loss (estimator: --mi)")
+    g.add_argument("--mi", choices=sorted(estimators()), default=None,
+                   help="MI estimator: vem (energy-based, the paper), vid or crd (baselines); "
+                        "giving it implies --vem [vem]")
+    g.add_argument("--lambda_mi", type=float, default=0.1,
+                   help="weight of the MI term in the student loss [0.1]")
+    g.add_argument("--mi_target", choices=("auto", "teacher", "real"), default="auto",
+                   help="what t is: the detached teacher output, the real target (paired data), "
+                        "or auto = real when upstream passes one, else teacher [auto]")
+    g.add_argument("--ebm_steps", type=int, default=10, help="Langevin steps K [10]")
+    g.add_argument("--ebm_step_size", type=float, default=100.0,
+                   help="Langevin step size on -dE/dt [100; the paper uses 50 for cityscapes/FFHQ]")
+    g.add_argument("--ebm_noise", type=float, default=0.005, help="Langevin noise std [0.005]")
+    g.add_argument("--ebm_sampler", choices=("paper", "textbook"), default="paper",
+                   help="paper: noise std --ebm_noise; textbook: noise std sqrt(2*step) [paper]")
+    g.add_argument("--ebm_range", type=_range, default=(-1.0, 1.0), metavar="LO,HI",
+                   help="image range the Langevin samples are clamped to, or 'none' [-1,1]")
+    g.add_argument("--ebm_lr", type=float, default=1e-4,
+                   help="learning rate of the estimator's own Adam (energy / VID / CRD nets) [1e-4]")
+    g.add_argument("--ebm_betas", type=_pair, default=(0.0, 0.999), metavar="B1,B2",
+                   help="Adam betas of the estimator [0,0.999]")
+    g.add_argument("--ebm_l2", type=float, default=0.05,
+                   help="energy-magnitude regulariser alpha in the EBM loss [0.05]")
+    g.add_argument("--ebm_width", type=int, default=64,
+                   help="channels of the energy (or VID/CRD) network [64; 16 for CycleGAN]")
+    g.add_argument("--ebm_blocks", type=int, default=7,
+                   help="residual blocks of the energy network; blocks stop downsampling at 1x1 [7]")
+
+
+def enabled(opt) -> bool:
+    """Whether the parsed options ask for an MI term (``--vem`` or an explicit ``--mi``)."""
+    return bool(getattr(opt, "vem", False) or getattr(opt, "mi", None))
+
+
+def check(ok: bool, flag: str, message: str):
+    """Raise the ValueError users see for a bad hyper-parameter, naming its flag."""
+    if not ok:
+        raise ValueError(f"{flag}: {message}")
+
+
+def validate(opt) -> None:
+    """Check the parsed options; a ValueError names the offending flag."""
+    check(opt.ebm_steps >= 1, "--ebm_steps", f"must be >= 1, got {opt.ebm_steps}")
+    check(opt.ebm_step_size > 0, "--ebm_step_size", f"must be > 0, got {opt.ebm_step_size}")
+    check(opt.ebm_noise >= 0, "--ebm_noise", f"must be >= 0, got {opt.ebm_noise}")
+    check(opt.lambda_mi >= 0, "--lambda_mi", f"must be >= 0, got {opt.lambda_mi}")
+    check(opt.ebm_l2 >= 0, "--ebm_l2", f"must be >= 0, got {opt.ebm_l2}")
+    check(opt.ebm_lr > 0, "--ebm_lr", f"must be > 0, got {opt.ebm_lr}")
+    check(all(0 <= b < 1 for b in opt.ebm_betas), "--ebm_betas",
+          f"each beta must be in [0, 1), got {opt.ebm_betas}")
+    check(opt.ebm_width >= 1, "--ebm_width", f"must be >= 1, got {opt.ebm_width}")
+    check(opt.ebm_blocks >= 0, "--ebm_blocks", f"must be >= 0, got {opt.ebm_blocks}")
+    if opt.ebm_range is not None:
+        lo, hi = opt.ebm_range
+        check(math.isfinite(lo) and math.isfinite(hi) and lo < hi, "--ebm_range",
+              f"needs LO < HI, got {opt.ebm_range}")
+
+
+def defaults() -> argparse.Namespace:
+    """The parsed defaults of every flag: handy for using the library without upstream."""
+    return add_options(argparse.ArgumentParser()).parse_args([])
