@@ -1,7 +1,8 @@
 """The energy network E(t, s): one scalar per (teacher-or-real image, student image) pair.
 
 IGEBM-style: both images are average-pooled (3x3, stride 2) and concatenated on channels, then
-spectrally normalised 3x3 convolutions in residual blocks that downsample by average pooling,
+spectrally normalised 3x3 convolutions in residual blocks that downsample by average pooling
+(before their convolutions),
 SiLU, global mean pooling and a spectrally normalised linear layer. No batch or instance norm:
 they couple samples, and the Langevin sampler needs per-sample input gradients. Residual branches
 start at zero (a learned gain initialised to 0) so the initial energy is smooth. A block stops
@@ -20,7 +21,11 @@ def _conv(cin: int, cout: int) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    """Two SN convs with a zero-initialised gain on the branch, then 2x average pooling."""
+    """2x average pooling (down to 1x1), then two SN convs on a zero-initialised residual branch.
+
+    Pooling first keeps every convolution below the input's resolution: at 256x256 the first
+    block runs at 64x64, which makes the energy net ~4x cheaper than pooling after the convs.
+    """
 
     def __init__(self, width: int):
         super().__init__()
@@ -29,8 +34,9 @@ class ResBlock(nn.Module):
         self.gain = nn.Parameter(torch.zeros(()))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = h + self.gain * self.conv2(F.silu(self.conv1(F.silu(h))))
-        return F.avg_pool2d(h, 2) if min(h.shape[-2:]) >= 2 else h
+        if min(h.shape[-2:]) >= 2:
+            h = F.avg_pool2d(h, 2)
+        return h + self.gain * self.conv2(F.silu(self.conv1(F.silu(h))))
 
 
 class EnergyNet(nn.Module):

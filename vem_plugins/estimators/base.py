@@ -16,6 +16,7 @@ before the first one, so every rank holds the same estimator.
 """
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -155,7 +156,8 @@ class Estimator(nn.Module):
         return {"config": self.config, "optimizer": self.optimizer.state_dict()}
 
     def set_extra_state(self, state):
-        self.optimizer.load_state_dict(state["optimizer"])
+        # a copy: Adam would otherwise keep (and step in place) the caller's moment tensors
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load a state; one saved with another architecture fails naming both configurations."""

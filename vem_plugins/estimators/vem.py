@@ -53,10 +53,12 @@ class VEM(Estimator):
             return
         lo, hi = self.value_range
         tol = 1e-3 * (hi - lo)
-        for name, x in (("t", t), ("the student output", s)):
-            xmin, xmax = torch.aminmax(x)
-            check(float(xmin) >= lo - tol and float(xmax) <= hi + tol, "--ebm_range",
-                  f"{name} spans [{float(xmin):.3g}, {float(xmax):.3g}], outside the image range "
+        bounds = [(name, *map(float, torch.aminmax(x))) for name, x in (("t", t), ("the student output", s))]
+        if not all(math.isfinite(v) for _, a, b in bounds for v in (a, b)):
+            return  # non-finite input: the guard skips this iteration; check the next one
+        for name, xmin, xmax in bounds:
+            check(xmin >= lo - tol and xmax <= hi + tol, "--ebm_range",
+                  f"{name} spans [{xmin:.3g}, {xmax:.3g}], outside the image range "
                   f"[{lo:g}, {hi:g}]; set --ebm_range to the data's range (or 'none')")
         self._range_checked = True
 

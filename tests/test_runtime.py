@@ -1,0 +1,119 @@
+"""The facade patched upstream code calls, and the flags it reads."""
+import argparse
+
+import pytest
+import torch
+
+from vem_plugins import options
+from vem_plugins.runtime import Runtime
+
+
+def parse(*argv):
+    return options.add_options(argparse.ArgumentParser()).parse_args(list(argv))
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(2, 3, 16, 16, generator=g) * 1.8 - 0.9 for _ in range(3)]
+
+
+TINY = ("--ebm_width", "4", "--ebm_blocks", "2", "--ebm_steps", "2")
+
+
+def step(rt, student_net, seed=0):
+    x, teacher, real = batch(seed)
+    s = torch.tanh(student_net(x))
+    rt.update(student=s, teacher=teacher, real=real)
+    loss = rt.student_loss(student=s, teacher=teacher, real=real)
+    return s, loss
+
+
+def test_disabled_runtime_changes_nothing():
+    rt = Runtime(parse())
+    assert not rt.enabled and rt.update(student=batch()[0]) == {}
+    assert rt.student_loss(student=batch()[0]) == 0.0
+    assert rt.modules() == [] and rt.state_dict() == {} and rt.log_values() == {}
+
+
+@pytest.mark.parametrize("argv,name,keys", [
+    (("--vem",), "VEM", {"mi", "ebm_loss", "energy_gap", "skipped"}),
+    (("--mi", "vid"), "VID", {"mi", "vid_nll", "skipped"}),
+    (("--vem", "--mi", "crd"), "CRD", {"mi", "crd_loss", "crd_estimate", "skipped"}),
+])
+def test_flags_select_the_estimator_and_its_log_values(argv, name, keys):
+    rt = Runtime(parse(*argv, *TINY))
+    net = torch.nn.Conv2d(3, 3, 3, padding=1)
+    s, loss = step(rt, net)
+    loss.backward()
+    assert net.weight.grad.abs().sum() > 0
+    assert [type(m).__name__ for m in rt.modules()] == [name]
+    assert set(rt.log_values()) == keys
+    assert rt.context.step == 1
+
+
+def test_target_is_real_when_given_else_teacher():
+    from vem_plugins.runtime import pick_target
+    teacher, real = torch.zeros(1), torch.ones(1)
+    assert pick_target(teacher, real, "auto") is not real and pick_target(teacher, real, "auto").item() == 1
+    assert pick_target(teacher, None, "auto").item() == 0
+    assert pick_target(teacher, real, "teacher").item() == 0
+    with pytest.raises(ValueError, match="--mi_target real"):
+        pick_target(teacher, None, "real")
+
+
+def test_save_and_load_restore_the_estimator_and_its_optimiser(tmp_path):
+    net = torch.nn.Conv2d(3, 3, 3, padding=1)
+    a = Runtime(parse("--vem", *TINY))
+    for i in range(2):
+        step(a, net, i)
+    a.save(tmp_path / "vem.pth")
+    b = Runtime(parse("--vem", *TINY))
+    b.load(tmp_path / "vem.pth")  # before any tensor: built from the saved configuration
+    assert b.context.step == 2
+    (ea,), (eb,) = a.modules(), b.modules()
+    for x, y in zip([*ea.parameters(), *ea.buffers()], [*eb.parameters(), *eb.buffers()]):
+        assert torch.equal(x, y)
+    assert str(ea.optimizer.state_dict()) == str(eb.optimizer.state_dict())
+    results = []
+    for rt in (a, b):
+        torch.manual_seed(5)
+        results.append((step(rt, net, 9)[1].item(), rt.stats))
+    assert results[0] == results[1]
+    with pytest.raises(FileNotFoundError, match="no estimator checkpoint"):
+        b.load(tmp_path / "missing.pth")
+
+
+def test_loading_another_estimator_or_width_fails_clearly(tmp_path):
+    a = Runtime(parse("--vem", *TINY))
+    step(a, torch.nn.Conv2d(3, 3, 3, padding=1))
+    a.save(tmp_path / "vem.pth")
+    with pytest.raises(ValueError, match="--mi vid: the checkpoint holds a vem estimator"):
+        Runtime(parse("--mi", "vid", *TINY)).load(tmp_path / "vem.pth")
+    with pytest.raises(ValueError, match="'width': 4.*'width': 8"):
+        Runtime(parse("--vem", *TINY, "--ebm_width", "8")).load(tmp_path / "vem.pth")
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (("--ebm_steps", "0"), "--ebm_steps"), (("--lambda_mi", "-1"), "--lambda_mi"),
+    (("--ebm_step_size", "0"), "--ebm_step_size"), (("--ebm_range", "1,-1"), "--ebm_range"),
+])
+def test_bad_flags_are_rejected_when_the_runtime_is_built(argv, flag):
+    with pytest.raises(ValueError, match=flag):
+        Runtime(parse("--vem", *argv))
+
+
+def test_range_flag_parses_pairs_and_none():
+    assert parse("--ebm_range", "0,255").ebm_range == (0.0, 255.0)
+    assert parse("--ebm_range", "none").ebm_range is None
+    with pytest.raises(SystemExit):
+        parse("--ebm_range", "1")
+
+
+def test_non_finite_student_output_adds_nothing():
+    rt = Runtime(parse("--vem", *TINY))
+    x, teacher, real = batch()
+    s = torch.full_like(x, float("nan"), requires_grad=True)
+    with pytest.warns(RuntimeWarning):
+        rt.update(student=s, teacher=teacher, real=real)
+    loss = rt.student_loss(student=s, teacher=teacher, real=real)
+    assert loss.item() == 0.0 and rt.log_values()["skipped"] == 1
