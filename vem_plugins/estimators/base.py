@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vem_plugins.langevin import frozen, widen
+from vem_plugins.langevin import widen
 from vem_plugins.options import check
 
 
@@ -83,18 +83,17 @@ class Estimator(nn.Module):
         t, s = widen(t.detach()), widen(s.detach())
         self.check_inputs(t, s)
         self._follow(s.device)
-        with torch.autocast(device_type=s.device.type, enabled=False):
+        with torch.autocast(device_type=s.device.type, enabled=False), torch.enable_grad():
             self.prepare(t, s)
-            with torch.enable_grad():
+            for p in self.parameters():
+                p.requires_grad_(True)
+            try:
+                loss, stats = self.objective(t, s)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            finally:
                 for p in self.parameters():
-                    p.requires_grad_(True)
-                try:
-                    loss, stats = self.objective(t, s)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                finally:
-                    for p in self.parameters():
-                        p.requires_grad_(False)
+                    p.requires_grad_(False)
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if _distributed() and grads:
             flat = torch.cat([g.reshape(-1) for g in grads])
@@ -126,7 +125,7 @@ class Estimator(nn.Module):
             raise RuntimeError(f"{type(self).__name__}.loss() needs update() first in each iteration")
         if not self._iteration_ok:
             return None
-        with torch.autocast(device_type=s.device.type, enabled=False), frozen(self):
+        with torch.autocast(device_type=s.device.type, enabled=False):  # params are frozen here
             value = self.lambda_mi * self.student_objective(widen(t.detach()), widen(s))
         if not bool(value.detach().isfinite()):
             self._skip("student term")

@@ -17,7 +17,7 @@ import torch
 from vem_plugins import hookimpl
 from vem_plugins.energy import EnergyNet
 from vem_plugins.estimators.base import Estimator
-from vem_plugins.langevin import frozen, sample
+from vem_plugins.langevin import sample
 from vem_plugins.options import check
 
 
@@ -63,10 +63,9 @@ class VEM(Estimator):
         self._range_checked = True
 
     def prepare(self, t, s):
-        self.energy.eval()  # no spectral-norm power iteration inside the chain
-        with frozen(self.energy):
-            self.negatives = sample(self.energy, s, self.steps, self.step_size, self.noise,
-                                    self.value_range)
+        self.energy.eval()  # no spectral-norm power iteration inside the chain; params are frozen
+        self.negatives = sample(self.energy, s, self.steps, self.step_size, self.noise,
+                                self.value_range)
 
     def _energies(self, t, s):
         pos, neg = self.energy(torch.cat([t, self.negatives]), torch.cat([s, s])).chunk(2)
