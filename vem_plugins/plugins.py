@@ -16,9 +16,7 @@ from vem_plugins import hookspecs
 
 BUILTINS = (
     "vem_plugins.options",
-    "vem_plugins.estimators.vem",
-    "vem_plugins.estimators.vid",
-    "vem_plugins.estimators.crd",
+    "vem_plugins.estimators",
     "vem_plugins.adapters.omgd",
     "vem_plugins.adapters.gan_compression",
     "vem_plugins.adapters.cat",

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vem_plugins import hookimpl
 from vem_plugins.estimators.base import Estimator
 
 
@@ -66,8 +65,8 @@ class CRD(Estimator):
         self.queue_ptr.fill_((ptr + len(z)) % size)
         self.queue_len.fill_(min(size, int(self.queue_len) + len(z)))
 
-@hookimpl
-def register_estimators(register):
-    register("crd", lambda opt, channels: CRD(*channels, width=opt.ebm_width,
-                                              lambda_mi=opt.lambda_mi, lr=opt.ebm_lr,
-                                              betas=opt.ebm_betas))
+
+def from_options(opt, channels):
+    """Build :class:`CRD` from parsed options and ``(t_channels, s_channels)``."""
+    return CRD(*channels, width=opt.ebm_width, lambda_mi=opt.lambda_mi, lr=opt.ebm_lr,
+               betas=opt.ebm_betas)

@@ -14,7 +14,6 @@ import math
 
 import torch
 
-from vem_plugins import hookimpl
 from vem_plugins.energy import EnergyNet
 from vem_plugins.estimators.base import Estimator
 from vem_plugins.langevin import sample
@@ -91,7 +90,3 @@ def from_options(opt, channels):
                value_range=opt.ebm_range, l2=opt.ebm_l2, lambda_mi=opt.lambda_mi,
                lr=opt.ebm_lr, betas=opt.ebm_betas)
 
-
-@hookimpl
-def register_estimators(register):
-    register("vem", from_options)

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vem_plugins import hookimpl
 from vem_plugins.estimators.base import Estimator
 
 EPS = 1e-5
@@ -50,8 +49,8 @@ class VID(Estimator):
         return self.nll(t, s)
 
 
-@hookimpl
-def register_estimators(register):
-    register("vid", lambda opt, channels: VID(*channels, width=opt.ebm_width,
-                                              lambda_mi=opt.lambda_mi, lr=opt.ebm_lr,
-                                              betas=opt.ebm_betas))
+
+def from_options(opt, channels):
+    """Build :class:`VID` from parsed options and ``(t_channels, s_channels)``."""
+    return VID(*channels, width=opt.ebm_width, lambda_mi=opt.lambda_mi, lr=opt.ebm_lr,
+               betas=opt.ebm_betas)

@@ -1,0 +1,85 @@
+"""Install, status, diff and uninstall of the five real adapters from their upstreams (local
+mirrors through git's insteadOf count; skipped with the reason when unreachable)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vem_plugins import installer, plugins
+from vem_plugins.testing import require_upstream
+
+BUILTIN = ["omgd", "gan-compression", "cat", "gcc", "cagc"]
+pytestmark = pytest.mark.upstream
+
+
+def git(repo, *args) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def inserted_lines(adapter) -> list[str]:
+    """Every line the adapter adds: the patches' '+' lines and the added files' lines."""
+    lines = []
+    for patch in adapter.patches:
+        text = patch.read_bytes().decode()
+        lines += [ln[1:].rstrip("\r") for ln in text.split("\n")
+                  if ln.startswith("+") and not ln.startswith("+++ ")]
+    for source in adapter.added_files.values():
+        lines += [ln.rstrip("\r") for ln in source.read_bytes().decode().splitlines()]
+    return lines
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_install_status_diff_uninstall(name, tmp_path):
+    adapter = plugins.adapters()[name]
+    require_upstream(adapter.url)
+    dest = tmp_path / name
+    result = installer.install(adapter, dest, progress=False)
+    assert result.action == "installed"
+    assert git(dest, "rev-parse", "HEAD").strip() == adapter.commit
+    for asset in result.skipped_assets:  # only declared assets the mirror lacks are left out
+        assert asset in adapter.assets and not (dest / asset).exists()
+    for path, source in adapter.added_files.items():
+        assert (dest / path).read_bytes() == source.read_bytes()
+
+    st = installer.status(adapter, dest)
+    assert st.state == "installed", st
+    assert st.patches == [(p.name, "applied") for p in adapter.patches]
+    assert st.edited == {} and st.untracked == []
+    assert sorted(st.added) == sorted(adapter.added_files)
+
+    diff = installer.diff(adapter, dest)
+    added = [ln[1:].rstrip("\r") for ln in diff.split("\n")
+             if ln.startswith("+") and not ln.startswith("+++ ")]
+    assert sorted(added) == sorted(inserted_lines(adapter))
+    assert [ln for ln in diff.split("\n") if ln.startswith("-") and not ln.startswith("--- ")] == []
+    assert installer.install(adapter, dest, progress=False).action == "unchanged"
+
+    assert installer.uninstall(adapter, dest).action == "reverted"
+    assert git(dest, "status", "--porcelain", "--untracked-files=all") == ""
+    assert git(dest, "rev-parse", "HEAD").strip() == adapter.commit
+    assert installer.status(adapter, dest).state == "pristine"
+
+
+def test_the_users_first_command(tmp_path):
+    """``vem-plugins install omgd`` through the console script, then status and removal."""
+    adapter = plugins.adapters()["omgd"]
+    require_upstream(adapter.url)
+    script = Path(sys.executable).with_name("vem-plugins")
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+
+    def run(*args):
+        proc = subprocess.run([str(script), *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert run("install", "omgd").startswith(f"installed omgd at {adapter.commit[:7]} in "
+                                             "third_party/omgd")
+    assert run("status", "omgd").startswith("omgd: installed\n")
+    assert "removed third_party/omgd" in run("uninstall", "omgd", "--remove")
+    assert not (tmp_path / "third_party" / "omgd").exists()

@@ -1,0 +1,280 @@
+"""The ``vem-plugins`` command: list adapters, install upstream code patched, status, diff,
+uninstall.
+
+Errors are one line on stderr and a non-zero exit status; the work itself is in
+:mod:`vem_plugins.installer`. The command remembers where it installed each adapter (in
+``$XDG_STATE_HOME/vem-plugins/checkouts.json``) so that ``list`` and ``status`` find
+checkouts made with ``--dir``; ``third_party/NAME`` under the current directory is always
+looked at.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from vem_plugins import __version__, gitops, installer, plugins
+from vem_plugins.installer import InstallError
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return args.run(args) or 0
+    except InstallError as exc:
+        print(f"vem-plugins: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vem-plugins: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `vem-plugins diff NAME | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vem-plugins",
+        description="Add VEM distillation to GAN-compression codebases: fetch each upstream "
+                    "repository at a pinned commit and apply vem-plugins' small patches to it.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name, func, help):
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(run=func)
+        return p
+
+    def add_dir(p):
+        p.add_argument("--dir", type=Path, metavar="PATH",
+                       help="the checkout (default: third_party/NAME under the current directory)")
+
+    p = command("list", _list, "list the adapters, their upstreams and pins, and where they are "
+                               "installed")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = command("install", _install, "clone an adapter's upstream at its pinned commit and apply "
+                                     "its patches (upgrades an existing checkout)")
+    p.add_argument("name", metavar="NAME")
+    add_dir(p)
+    p.add_argument("--from", dest="source", metavar="SOURCE",
+                   help="clone from this local clone, bare mirror, git bundle or URL instead of "
+                        "the upstream URL (git's url.<base>.insteadOf rewriting also works)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite your edits to patched files after saving them to a .patch file")
+    p.add_argument("--skip-assets", action="store_true",
+                   help="leave the adapter's large optional files (weights, statistics) out of "
+                        "the checkout")
+
+    p = command("status", _status, "show pin vs HEAD, patches applied, files edited after "
+                                   "patching, untracked files")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    add_dir(p)
+
+    p = command("diff", _diff, "show the checkout's change against upstream's pin")
+    p.add_argument("name", metavar="NAME")
+    add_dir(p)
+
+    p = command("uninstall", _uninstall, "revert the patches to upstream's pristine tree "
+                                         "(or delete the checkout)")
+    p.add_argument("name", metavar="NAME")
+    add_dir(p)
+    p.add_argument("--remove", action="store_true", help="delete the checkout directory")
+    p.add_argument("--force", action="store_true",
+                   help="go ahead despite your edits, after saving them to a .patch file")
+    return parser
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def _list(args):
+    rows = []
+    for name, adapter in sorted(plugins.adapters().items()):
+        places = _checkouts(name)
+        for place in places or [None]:
+            rows.append({"name": name, "url": adapter.url, "commit": adapter.commit,
+                         "dir": str(place) if place else None,
+                         "state": _state(adapter, place) if place else "not installed"})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = [("NAME", "UPSTREAM", "PIN", "STATE", "WHERE")]
+    table += [(r["name"], r["url"], r["commit"][:7], r["state"],
+               _show(r["dir"]) if r["dir"] else "-") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+
+
+def _install(args):
+    adapter = _adapter(args.name)
+    dest = _dest(args)
+    result = installer.install(adapter, dest, source=args.source, force=args.force,
+                               progress=sys.stderr.isatty(), skip_assets=args.skip_assets)
+    _remember(adapter.name, dest)
+    for warning in result.warnings:
+        print(f"vem-plugins: warning: {warning}", file=sys.stderr)
+    print(result.summary(_show))
+
+
+def _status(args):
+    if args.name:
+        pairs = [(_adapter(args.name), _dest(args))]
+    elif args.dir:
+        pairs = [(_owner(args.dir.absolute()), args.dir.absolute())]
+    else:
+        pairs = [(a, place) for name, a in sorted(plugins.adapters().items())
+                 for place in _checkouts(name)]
+        if not pairs:
+            print("no checkouts found (looked in ./third_party and where vem-plugins installed "
+                  "before); install one with: vem-plugins install NAME")
+    for adapter, dest in pairs:
+        try:
+            _print_status(installer.status(adapter, dest))
+        except InstallError as exc:
+            if args.name or args.dir:
+                raise
+            print(f"{adapter.name}: {exc}")  # a remembered place that changed since
+
+
+def _diff(args):
+    sys.stdout.write(installer.diff(_adapter(args.name), _dest(args)))
+
+
+def _uninstall(args):
+    adapter = _adapter(args.name)
+    dest = _dest(args)
+    result = installer.uninstall(adapter, dest, remove=args.remove, force=args.force)
+    if args.remove:
+        _remember(adapter.name, dest, keep=False)
+    for warning in result.warnings:
+        print(f"vem-plugins: warning: {warning}", file=sys.stderr)
+    print(result.summary(_show))
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _adapter(name):
+    adapters = plugins.adapters()
+    if name in adapters:
+        return adapters[name]
+    close = difflib.get_close_matches(name, adapters, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise InstallError(f"unknown adapter {name!r}; {hint}(known: {', '.join(sorted(adapters))})")
+
+
+def _owner(dest: Path):
+    """The adapter a checkout belongs to, from its lock file or its HEAD."""
+    lock = dest / installer.LOCK
+    adapters = plugins.adapters()
+    if lock.exists():
+        try:
+            name = json.loads(lock.read_text())["adapter"]
+        except (ValueError, KeyError, TypeError):
+            raise InstallError(f"{lock} is damaged; name the adapter: vem-plugins status NAME "
+                               f"--dir {dest}") from None
+        if name in adapters:
+            return adapters[name]
+        raise InstallError(f"{dest} is a checkout of adapter {name!r}, which is not installed "
+                           "in this Python environment")
+    if dest.exists():
+        head = gitops.head(dest)
+        for adapter in adapters.values():
+            if adapter.commit == head:
+                return adapter
+    raise InstallError(f"{dest} is not a checkout of any known adapter")
+
+
+def _dest(args) -> Path:
+    return args.dir.absolute() if args.dir else _dest_default(args.name)
+
+
+def _state(adapter, place) -> str:
+    try:
+        return installer.status(adapter, place).state
+    except InstallError:
+        return "not a checkout of this adapter"
+
+
+def _print_status(st):
+    print(f"{st.adapter}: {st.state}")
+    print(f"  checkout   {_show(st.dest)}")
+    if not st.exists:
+        print(f"  install it with: vem-plugins install {st.adapter}"
+              + (f" --dir {_show(st.dest)}" if st.dest != _dest_default(st.adapter) else ""))
+        return
+    moved = "" if st.head == st.commit else "  (HEAD moved off the pin)"
+    print(f"  pin        {st.commit[:12]}, HEAD {st.head[:12] if st.head else '-'}{moved}")
+    rows = [("patches", f"{name}: {state}") for name, state in st.patches]
+    rows += [("added", path) for path in st.added]
+    rows += [("edited", f"{path} ({how})") for path, how in sorted(st.edited.items())]
+    rows += [("untracked", path) for path in st.untracked]
+    rows += [("left out", f"{path} (disables {why})") for path, why in st.skipped_assets.items()]
+    last = None
+    for label, text in rows:
+        print(f"  {label if label != last else '':<10} {text}")
+        last = label
+    if st.outdated:
+        print(f"  the adapter changed since install; upgrade with: vem-plugins install "
+              f"{st.adapter}" + (f" --dir {_show(st.dest)}"
+                                 if st.dest != _dest_default(st.adapter) else ""))
+    if st.installed and st.lock:
+        print(f"  installed  {st.lock.get('time')} from {st.lock.get('source')}")
+
+
+def _dest_default(name) -> Path:
+    return (Path("third_party") / name).absolute()
+
+
+def _show(path) -> str:
+    """A path relative to the current directory when it is below it."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _registry() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "vem-plugins" / "checkouts.json"
+
+
+def _load_registry() -> dict:
+    try:
+        return json.loads(_registry().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(name, dest: Path, keep=True):
+    """Record (or forget) where an adapter was installed; a convenience, so failures to write
+    are ignored."""
+    data = _load_registry()
+    places = [p for p in data.get(name, []) if p != str(dest)] + ([str(dest)] if keep else [])
+    data[name] = places
+    try:
+        _registry().parent.mkdir(parents=True, exist_ok=True)
+        _registry().write_text(json.dumps(data, indent=2) + "\n")
+    except OSError:
+        pass
+
+
+def _checkouts(name) -> list[Path]:
+    """Existing directories where ``name`` may be installed."""
+    places = [_dest_default(name), *map(Path, _load_registry().get(name, []))]
+    return [p for p in dict.fromkeys(places) if p.exists()]
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())
