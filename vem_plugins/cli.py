@@ -1,5 +1,6 @@
 """The ``vem-plugins`` command: list adapters, install upstream code patched, status, diff,
-uninstall.
+uninstall; and for adapter authors new-adapter, refresh and check (:mod:`vem_plugins.scaffold`,
+:mod:`vem_plugins.refresh`, :mod:`vem_plugins.check`).
 
 Errors are one line on stderr and a non-zero exit status; the work itself is in
 :mod:`vem_plugins.installer`. The command remembers where it installed each adapter (in
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--remove", action="store_true", help="delete the checkout directory")
     p.add_argument("--force", action="store_true",
                    help="go ahead despite your edits, after saving them to a .patch file")
+    _authoring_commands(command, add_dir)
     return parser
 
 
@@ -156,6 +158,68 @@ def _uninstall(args):
     for warning in result.warnings:
         print(f"vem-plugins: warning: {warning}", file=sys.stderr)
     print(result.summary(_show))
+
+
+# --- adapter authoring: new-adapter, refresh, check (docs/api.md) ----------------------------
+
+def _authoring_commands(command, add_dir):
+    p = command("new-adapter", _new_adapter, "create the skeleton of a third-party adapter "
+                                             "package (pip install -e it to register it)")
+    p.add_argument("name", metavar="NAME", help="the adapter's name, e.g. my-gan")
+    p.add_argument("--url", required=True, help="the upstream git repository")
+    p.add_argument("--commit", required=True, metavar="SHA", help="the full commit SHA to pin")
+    p.add_argument("--dir", type=Path, metavar="PATH",
+                   help="where to create the package (default: ./vem-NAME)")
+
+    p = command("refresh", _refresh, "rewrite an adapter's patch files and file_hashes from "
+                                     "the lines you inserted in its checkout")
+    p.add_argument("name", metavar="NAME")
+    add_dir(p)
+    p.add_argument("--patch", metavar="FILE",
+                   help="the patch that takes your new lines (default: the last of the "
+                        "series; a new name creates it)")
+    p.add_argument("--patches", type=Path, metavar="DIR",
+                   help="the adapter's patch folder (default: found from the adapter)")
+
+    p = command("check", _check, "verify an adapter: its patches apply to the pin, its "
+                                 "requirements import, its smoke recipe runs with and without "
+                                 "--vem (exit status 1 when not)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--from", dest="source", metavar="SOURCE",
+                   help="clone from this local clone, bare mirror, bundle or URL")
+    p.add_argument("--keep", type=Path, metavar="DIR",
+                   help="do the work in DIR and keep it (default: a temporary directory, "
+                        "kept only when a check fails)")
+    p.add_argument("--timeout", type=float, default=600, metavar="S",
+                   help="seconds each smoke run may take [600]")
+    p.add_argument("--no-smoke", action="store_true", help="skip the smoke runs")
+
+
+def _new_adapter(args):
+    from vem_plugins import scaffold
+    dest = (args.dir or Path(f"vem-{args.name}")).absolute()
+    files = scaffold.new_adapter(args.name, args.url, args.commit, dest)
+    print(f"created the {args.name} adapter package in {_show(dest)}:")
+    for path in files:
+        print(f"  {_show(path)}")
+    print(f"next: pip install -e {_show(dest)}; vem-plugins install {args.name}; insert your "
+          f"lines in third_party/{args.name}; vem-plugins refresh {args.name}; "
+          f"vem-plugins check {args.name}")
+
+
+def _refresh(args):
+    from vem_plugins import refresh
+    result = refresh.refresh(_adapter(args.name), _dest(args), patch=args.patch,
+                             patch_dir=args.patches)
+    print(result.summary())
+
+
+def _check(args):
+    from vem_plugins import check
+    outcomes = check.check(_adapter(args.name), source=args.source, work=args.keep,
+                           timeout=args.timeout, smoke_runs=not args.no_smoke,
+                           report=lambda text: print(text, flush=True))
+    return 1 if any(o.ok is False for o in outcomes) else 0
 
 
 # --- helpers ---------------------------------------------------------------------------------

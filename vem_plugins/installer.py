@@ -249,7 +249,7 @@ def _fresh_install(adapter, dest, source, progress, skip_assets) -> InstallResul
         target = patchset.build(tmp, adapter, adapter.commit)
         _checkout(tmp, adapter.commit, skipped, progress)
         gitops.switch(tmp, adapter.commit, target, gitops.skip_worktree(tmp))
-        _record(tmp, adapter, origin, target, skipped)
+        record(tmp, adapter, origin, target, skipped)
         umask = os.umask(0o022)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp made it private
@@ -303,7 +303,7 @@ def _update(adapter, dest, lock, source, force, progress, skip_assets) -> Instal
         gitops.switch(dest, expected, base, skip)
         _checkout(dest, adapter.commit, skipped, progress)
         gitops.switch(dest, adapter.commit, target, gitops.skip_worktree(dest))
-    _record(dest, adapter, source or (lock or {}).get("source") or adapter.url, target, skipped)
+    record(dest, adapter, source or (lock or {}).get("source") or adapter.url, target, skipped)
     action = "installed" if lock is None else "repaired" if current else "upgraded"
     return InstallResult(action, adapter.name, dest, adapter.commit,
                          patches=[p.name for p in adapter.patches], backup=backup,
@@ -389,7 +389,7 @@ def _checkout(repo, commit, skipped, progress):
     _require_on_pin(repo, commit)
 
 
-def _record(repo, adapter, origin, target, skipped):
+def record(repo, adapter, origin, target, skipped):
     """Write the lock file and the ref that keeps the expected state."""
     gitops.git(repo, "update-ref", REF, target)
     exclude = repo / ".git" / "info" / "exclude"

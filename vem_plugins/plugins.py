@@ -3,16 +3,23 @@
 Built-ins register through the same hooks as third-party plugins (the ``llm`` model): the
 estimators, the command-line options and the five upstream adapters are plugin modules listed in
 :data:`BUILTINS`. Set ``VEM_PLUGINS_DISABLE_AUTOLOAD=1`` to load the built-ins only.
+
+A third-party plugin written for another version of vem-plugins must not break this one: one
+that fails to import, implements a hook this version does not specify (unless marked
+``@hookimpl(optionalhook=True)``) or implements a hook with arguments the spec lacks is skipped
+with a :class:`PluginSkipped` warning naming the plugin and the hook.
 """
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.metadata
 import os
+import warnings
 
 import pluggy
 
-from vem_plugins import hookspecs
+from vem_plugins import __version__, hookspecs
 
 BUILTINS = (
     "vem_plugins.options",
@@ -26,6 +33,10 @@ BUILTINS = (
 ENTRY_POINT_GROUP = "vem_plugins"
 
 
+class PluginSkipped(UserWarning):
+    """A third-party plugin was left out (it would not work with this version)."""
+
+
 def new_plugin_manager() -> pluggy.PluginManager:
     """A fresh manager with every built-in and (unless disabled) every entry-point plugin."""
     pm = pluggy.PluginManager("vem_plugins")
@@ -33,8 +44,35 @@ def new_plugin_manager() -> pluggy.PluginManager:
     for name in BUILTINS:
         pm.register(importlib.import_module(name), name=name)
     if not os.environ.get("VEM_PLUGINS_DISABLE_AUTOLOAD"):
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if not pm.has_plugin(ep.name) and not pm.is_blocked(ep.name):
+                _register_third_party(pm, ep)
     return pm
+
+
+def _register_third_party(pm: pluggy.PluginManager, ep) -> None:
+    """Register one entry point's plugin, or skip it with a warning saying why."""
+    where = f"plugin {ep.name!r} ({ep.value}"
+    where += f", from {ep.dist.name} {ep.dist.version})" if ep.dist else ")"
+
+    def skip(why):
+        warnings.warn(f"vem-plugins {__version__}: skipped {where}: {why}", PluginSkipped,
+                      stacklevel=4)
+
+    try:
+        plugin = ep.load()
+    except Exception as exc:  # a broken plugin must not break every command
+        return skip(f"it failed to import ({type(exc).__name__}: {exc})")
+    try:
+        pm.register(plugin, name=ep.name)
+    except pluggy.PluginValidationError as exc:  # e.g. a hook argument the spec lacks
+        return skip(str(exc).replace("\n", "; "))
+    unknown = [hc.name for hc in pm.get_hookcallers(plugin) or () if not hc.has_spec()
+               and any(i.plugin is plugin and not i.optionalhook for i in hc.get_hookimpls())]
+    if unknown:
+        pm.unregister(plugin)
+        skip(f"it implements hook(s) {', '.join(map(repr, unknown))}, which this version does "
+             "not have (upgrade vem-plugins, or mark them @hookimpl(optionalhook=True))")
 
 
 @functools.cache

@@ -1,0 +1,1 @@
+"""vem-plugins adapter for https://github.com/SJLeo/DMAD."""

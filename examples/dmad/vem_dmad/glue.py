@@ -1,0 +1,70 @@
+"""What ``02-vem.patch`` calls: every line of logic lives here, never in DMAD's files.
+
+Hook points (one inserted line each):
+
+* ``options/options.py`` (the module-level parser): :func:`add_options`;
+* ``Pix2PixModel.backward_G`` and ``MobilePix2PixModel.backward_G``, right before
+  ``self.loss_G.backward()``: :func:`add_mi_term` — the estimator's step (the EBM step), then
+  lambda * (E(t,s) - E(t~,s)) with t = ``real_B`` (paired data, as in the paper);
+* their ``save_models``: :func:`save`.
+
+DMAD builds its teachers (``--pretrain_path``) and discriminator copies from the same classes
+and options, so the runtime is made at a model's first training step, never in ``__init__``:
+only the model that trains gets one. It is not a network of the model: DMAD's MACs/parameter
+profile (``thop`` on ``netG``), printouts and checkpoints are the same with and without --vem.
+"""
+from __future__ import annotations
+
+import os
+
+from vem_plugins import options
+from vem_plugins.runtime import Runtime
+
+CHECKPOINT = "latest_vem.pth"
+
+
+def add_options(parser):
+    """vem-plugins' flags (--vem, --mi, --lambda_mi, --ebm_*) and --restore_vem_path."""
+    options.add_options(parser)
+    parser.add_argument("--restore_vem_path", default=None,
+                        help=f"vem-plugins estimator checkpoint to resume from ({CHECKPOINT}) "
+                             "[vem-plugins]")
+    return parser
+
+
+def runtime(model) -> Runtime:
+    """``model``'s runtime, made (and restored from --restore_vem_path) on first use."""
+    if getattr(model, "vem", None) is None:
+        model.vem = Runtime(model.opt, model.device)
+        path = model.opt.restore_vem_path
+        if path:
+            if not model.vem.enabled:
+                raise ValueError("--restore_vem_path restores the MI estimator: it needs --vem")
+            model.vem.load(path)
+            print(f"vem-plugins: restored the estimator from {path} "
+                  f"(step {model.vem.context.step})", flush=True)
+    return model.vem
+
+
+def add_mi_term(model, loss, student, real=None, teacher=None):
+    """``loss`` plus the MI term, after the estimator's own step; ``loss`` itself without --vem.
+    The terms join DMAD's loss log as ``G_mi``, ``G_energy_gap``, ``G_ebm_loss`` and
+    ``G_skipped`` (steps skipped as non-finite)."""
+    vem = runtime(model)
+    if not vem.enabled:
+        return loss
+    vem.update(student=student, teacher=teacher, real=real)
+    loss = loss + vem.student_loss(student=student, teacher=teacher, real=real)
+    for name, value in vem.log_values().items():
+        setattr(model, "loss_G_" + name, value)
+        if "G_" + name not in model.loss_names:
+            model.loss_names.append("G_" + name)
+    return loss
+
+
+def save(model, save_dir) -> None:
+    """Write the estimator to ``<experiment>/latest_vem.pth``, beside ``model_best.pth``: DMAD
+    deletes its per-epoch ``checkpoints/`` folder at the end of training."""
+    vem = getattr(model, "vem", None)
+    if vem is not None and vem.enabled:
+        vem.save(os.path.join(os.path.dirname(os.path.normpath(save_dir)), CHECKPOINT))

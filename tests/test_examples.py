@@ -1,0 +1,26 @@
+"""The example adapters under ``examples/`` (third-party packages made with ``vem-plugins
+new-adapter``) pass their own test suites, run the way their authors run them: ``python -m pytest``
+in the package's folder, the package importable from its source tree."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+EXAMPLES = sorted(p.parent for p in (ROOT / "examples").glob("*/pyproject.toml"))
+
+
+@pytest.mark.upstream
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_suite_passes(example, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           "--basetemp", str(tmp_path / "t")], cwd=example, capture_output=True,
+                          text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    skipped = re.findall(r"^SKIPPED \[\d+\] [^:]+:\d+: (.*)$", proc.stdout, re.M)
+    if skipped:  # e.g. the upstream is unreachable: what ran passed, the rest is reported
+        pytest.skip(f"{example.name}: {'; '.join(sorted(set(skipped)))}")
