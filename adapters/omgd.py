@@ -1,12 +1,99 @@
-"""Adapter for https://github.com/bytedance/OMGD (online multi-granularity distillation)."""
+r"""Adapter for https://github.com/bytedance/OMGD (online multi-granularity distillation).
+
+Use::
+
+    vem-plugins install omgd
+    cd third_party/omgd
+    python distill.py <OMGD's own flags> --vem           # or --mi vid / --mi crd (baselines)
+
+OMGD distils online: the teachers train from scratch beside the student inside ``distill.py``,
+so no pretrained generators are needed. Both of its distillers gain the flags:
+
+* ``--distiller multiteacher`` (pix2pix, paired: edges2shoes, cityscapes; U-Net and ResNet): t is
+  the real target ``real_B`` (``--mi_target teacher``: the wide teacher's detached output);
+* ``--distiller cycleganbest`` (CycleGAN, unpaired: horse2zebra, summer2winter): t is the
+  detached output of the (best-FID) teacher the student learns from in its student phase; the
+  energy network is 16 channels wide there (``--ebm_width``), 64 for pix2pix.
+
+Each student step the estimator takes its own step first (for VEM: Langevin negatives and one
+Adam step of the energy network), then ``--lambda_mi`` x (E(t,s) - E(t~,s)) with the same
+negatives joins the student loss before its ``backward()``. The terms appear in OMGD's loss log
+(console, ``<log_dir>/log.txt``, TensorBoard under ``S_loss/``): ``S_mi`` (the weighted term),
+``S_energy_gap`` (E(t,s) - E(t~,s)), ``S_ebm_loss`` and ``S_mi_skipped`` (steps skipped as
+non-finite); ``--mi vid``/``crd`` log ``S_vid_nll`` or ``S_crd_loss``/``S_crd_estimate``.
+The estimator and its optimiser are saved as ``<epoch>_vem.pth`` beside OMGD's checkpoints
+(pix2pix: ``<log_dir>/checkpoints/``; CycleGAN: ``<log_dir>/checkpoints/student/``, where OMGD
+spells its latest student ``lastet``); resume with OMGD's ``--restore_*`` flags plus
+``--restore_vem_path``, e.g. for pix2pix (``C=<log_dir>/checkpoints``)::
+
+    python distill.py <same flags> --vem --restore_student_G_path $C/latest_net_G_student.pth \
+        --restore_teacher_G_w_path $C/latest_netG_teacher_w.pth \
+        --restore_teacher_G_d_path $C/latest_net_G_teacher_d.pth \
+        --restore_D_path $C/latest_net_D_teacher.pth --restore_A_path $C/latest_net_A \
+        --restore_O_path $C/latest_optim --restore_vem_path $C/latest_vem.pth \
+        --epoch_base <next epoch> --iter_base <iterations done>
+
+The student, its checkpoint and OMGD's MACs/parameter profile are the same with and without
+``--vem``.
+
+The paper scripts (``scripts/<task>/<dataset>/distill*.sh``) hard-code ``--gpu_ids`` and do not
+forward arguments. Run them unchanged with flags appended (a repeated flag overrides: the last
+one wins)::
+
+    bash -c "$(cat scripts/cycle_gan/horse2zebra/distill.sh) --vem"
+    bash -c "$(cat scripts/resnet_pix2pix/edges2shoes/distill.sh) --vem --gpu_ids 0"
+
+Compatibility (``01-compat.patch``, see :mod:`vem_plugins.adapters.omgd_compat`): OMGD runs on
+Python 3.11, torch 2.x, NumPy 2 and SciPy >= 1.18, on CPU (``--gpu_ids -1``) and on one or
+several GPUs. Offline, FID is skipped with a message naming the missing Inception file and where
+it goes (``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``), and
+``--no_fid``/``--no_mIoU`` turn evaluation off (then the FID statistics ``--real_stat_*path`` are
+not needed either). The training loss itself needs torchvision's ImageNet VGG16
+(``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth``); without it training stops with a message
+saying so. Upstream bugs that do not depend on the environment are left as they are
+(``--direction BtoA`` and ``--restore_teacher_D_*_path`` of ``cycleganbest``,
+``scripts/resnet_pix2pix/edges2shoes/distill_S24.sh``, ``--lr_policy cosine|plateau``, the last
+file of every unaligned dataset being dropped).
+"""
 from vem_plugins import hookimpl
-from vem_plugins.adapter import Adapter
+from vem_plugins.adapter import Adapter, Smoke, bundled
 
 ADAPTER = Adapter(
     name="omgd",
     url="https://github.com/bytedance/OMGD",
     commit="f2492a449498e6b88289666b02ddc47b2296465c",
+    patches=bundled("omgd", "01-compat.patch", "02-vem.patch"),
+    file_hashes={
+        "distillers/base_cycleganbest_distiller.py":
+            "dfc48c7d0453bc1a2757ac76493505e75dbffd027a0088786967d0d63e5bf942",
+        "distillers/base_multiteacher_distiller.py":
+            "6bb484ce5e81954bc24cc03b183309a4e70339e0b043875aed91f2cb3d5b86b4",
+        "distillers/cycleganbest_distiller.py":
+            "8b99a21bf3dc61bea6815dc599ecaf46064565505a336e3c5163074f7186813d",
+        "distillers/multiteacher_distiller.py":
+            "2c804ac671d130c7e5034d0b36a1d16570738eaf540503877fd21a6b8565064a",
+        "metric/__init__.py": "fa6def9bc468a6bd894cbe15a47850a5225257d1f626c9c986733f45edc7fa7f",
+        "options/distill_options.py":
+            "c242c58b3de2ab110dee8133d19b2abdcdc4bc4a71e23108232c24148f1bc3bc",
+        "trainer.py": "f039acb5915b60d8d4dbe62db67653ff4c85ad61851c1ea19167089771756682",
+        "utils/__init__.py": "7611916cc78ddba4f45651069b6d51a57878b0ce249ad6cffc9e75d62ac23106",
+    },
+    requirements=("scipy", "tqdm", "tensorboardX", "torchprofile", "opencv-python-headless"),
     entry_points=("distill.py",),
+    assets={"imgs/OMGD.png": "a README figure only",
+            "imgs/performance.png": "a README figure only"},
+    smoke=Smoke(
+        dataset="aligned", size=64, count=4,
+        command=("{python}", "distill.py", "--dataroot", "{data}", "--distiller", "multiteacher",
+                 "--gpu_ids", "-1", "--log_dir", "{out}", "--no_fid", "--batch_size", "2",
+                 "--teacher_netG_w", "mobile_resnet_9blocks",
+                 "--teacher_netG_d", "mobile_deepest_resnet",
+                 "--student_netG", "mobile_resnet_9blocks", "--teacher_ngf_w", "8",
+                 "--teacher_ngf_d", "4", "--student_ngf", "4", "--ndf", "8",
+                 "--load_size", "64", "--crop_size", "64", "--nepochs", "1",
+                 "--nepochs_decay", "0", "--num_threads", "0", "--print_freq", "1",
+                 "--vem", "--ebm_width", "8", "--ebm_blocks", "2"),
+        log="{out}/log.txt"),
 )
 
 

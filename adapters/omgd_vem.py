@@ -1,0 +1,115 @@
+"""VEM inside OMGD's two distillers: the glue that ``02-vem.patch`` calls.
+
+Where the patch hooks in (one short call each):
+
+* ``DistillOptions.initialize``: :func:`add_options` gives both distillers vem-plugins' flags
+  (``--vem``, ``--mi``, ``--lambda_mi``, ``--ebm_*``) and ``--restore_vem_path``;
+  ``CycleganBestDistiller.modify_commandline_options``: :func:`cyclegan_defaults`.
+* End of each distiller's ``__init__``: ``self.vem = attach(self)`` (a :class:`Glue`).
+* Just before the student's ``backward()``: :meth:`Glue.add_student_term` runs the estimator's
+  own step (the EBM step) and then adds lambda * (E(t,s) - E(t~,s)) with the same Langevin
+  samples. t is ``real_B`` (the paired target) in ``multiteacher`` (pix2pix) and the detached
+  teacher output ``self.fake`` in ``cycleganbest`` (CycleGAN), as in the paper.
+* CycleGAN's student phase prints its losses but never plots them: :meth:`Glue.plot`.
+* End of ``save_networks`` (pix2pix, ``checkpoints/``) and ``save_student_networks`` (CycleGAN,
+  ``checkpoints/student/``): :meth:`Glue.save` writes ``{epoch}_vem.pth`` (the estimator, its
+  Adam state and step count).
+
+The estimator's optimiser is not in OMGD's ``self.optimizers``: its learning rate stays constant
+(as in the paper) and ``--restore_O_path`` works on checkpoints made with or without ``--vem``.
+The estimator is not in ``model_names`` either, so OMGD's MACs/parameter profile, its network
+printouts and the student checkpoint are the same with and without ``--vem``.
+"""
+from __future__ import annotations
+
+import os
+
+from vem_plugins import options
+from vem_plugins.runtime import Runtime
+
+
+def add_options(parser):
+    """vem-plugins' flags, plus where to resume the estimator from."""
+    options.add_options(parser)
+    parser.add_argument("--restore_vem_path", type=str, default=None,
+                        help="the vem-plugins estimator checkpoint to resume from "
+                             "(<epoch>_vem.pth, written beside the student checkpoint)")
+    return parser
+
+
+def cyclegan_defaults(parser):
+    """The paper's energy-network width for CycleGAN (16; pix2pix keeps 64)."""
+    parser.set_defaults(ebm_width=16)
+    return parser
+
+
+def log_names(values: dict) -> dict:
+    """vem-plugins' values under loss names OMGD logs: ``S_`` (student) + name, no digits.
+
+    OMGD's ``get_current_losses`` asserts on names without a ``G_``/``D_``/``S_`` prefix and only
+    plots (never prints) names with digits. ``skipped`` (the count of skipped non-finite
+    estimator steps) becomes ``S_mi_skipped``.
+    """
+    return {"S_" + ("mi_skipped" if key == "skipped" else key): value
+            for key, value in values.items()}
+
+
+class Glue:
+    """vem-plugins inside one OMGD distiller (``model``)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.runtime = Runtime(model.opt, model.device)
+        self.names: list[str] = []
+        path = model.opt.restore_vem_path
+        if path:
+            if not self.runtime.enabled:
+                raise ValueError("--restore_vem_path restores the MI estimator: it needs --vem "
+                                 "(or --mi)")
+            self.runtime.load(path)
+            print(f"vem-plugins: restored the estimator from {path} "
+                  f"(step {self.runtime.context.step})", flush=True)
+
+    @property
+    def enabled(self) -> bool:
+        return self.runtime.enabled
+
+    def add_student_term(self, loss, student, teacher=None, real=None):
+        """``loss`` + the MI term, after the estimator's own step; ``loss`` itself without --vem."""
+        if not self.enabled:
+            return loss
+        first = not self.runtime.modules()
+        self.runtime.update(student=student, teacher=teacher, real=real)
+        loss = loss + self.runtime.student_loss(student=student, teacher=teacher, real=real)
+        if first:
+            count = sum(p.numel() for m in self.runtime.modules() for p in m.parameters())
+            print(f"vem-plugins: the {self.model.opt.mi or 'vem'} estimator has "
+                  f"{count / 1e6:.3f} M parameters (trained beside the student, not part of it)",
+                  flush=True)
+        self._log()
+        return loss
+
+    def _log(self):
+        values = log_names(self.runtime.log_values())
+        for name in self.names:
+            values.setdefault(name, 0.0)  # a term skipped as non-finite added nothing
+        for name, value in values.items():
+            setattr(self.model, "loss_" + name, value)
+            if name not in self.model.loss_names:
+                self.model.loss_names.append(name)
+                self.names.append(name)
+
+    def plot(self, losses: dict, step: int) -> None:
+        """Send this glue's entries of OMGD's ``losses`` dict to TensorBoard."""
+        ours = {k: v for k, v in losses.items() if k.split("/")[-1] in self.names}
+        if ours:
+            self.model.logger.plot(ours, step)
+
+    def save(self, directory: str, epoch) -> None:
+        """Write ``{epoch}_vem.pth`` into ``directory`` (nothing without --vem)."""
+        self.runtime.save(os.path.join(directory, f"{epoch}_vem.pth"))
+
+
+def attach(model) -> Glue:
+    """Build the glue for ``model`` (called at the end of the distiller's ``__init__``)."""
+    return Glue(model)
