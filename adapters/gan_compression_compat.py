@@ -44,7 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FID_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
+from vem_plugins.adapters import lineage
+
+FID_WEIGHTS = lineage.INCEPTION[0]
 DRN_WEIGHTS_SOURCE = "http://go.yf.io/drn-cityscapes-models (drn-d-105_ms_cityscapes.pth)"
 
 
@@ -91,11 +93,8 @@ def fid_weights(url, *args, progress=True, **kwargs):
         return torch.hub.load_state_dict_from_url(url, progress=progress, map_location="cpu",
                                                   weights_only=True)
     except OSError as exc:  # URLError, HTTPError, socket errors
-        where = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
-        raise MissingWeights(
-            f"the FID Inception weights are missing: put {os.path.basename(url)} (from {url}) at "
-            f"{where} (or point TORCH_HOME at a folder whose hub/checkpoints/ holds it); the "
-            f"download failed: {exc}") from exc
+        weights = (os.path.basename(url), url)
+        raise MissingWeights(f"{lineage.missing_weights(weights, 'FID')} ({exc})") from exc
 
 
 class _Optional:
@@ -242,24 +241,6 @@ class _NumPyWithAliases(types.ModuleType):
         return getattr(numpy, name)
 
 
-class _LinalgWithDisp(types.ModuleType):
-    """``scipy.linalg`` whose ``sqrtm`` still accepts ``disp=False`` (removed in SciPy 1.18)."""
-
-    def __getattr__(self, name):
-        import scipy.linalg
-        return getattr(scipy.linalg, name)
-
-    @staticmethod
-    def sqrtm(A, disp=True, blocksize=None):
-        """``disp=False`` returned ``(sqrtm, error estimate)``; the estimate is SciPy's old one."""
-        import scipy.linalg
-        root = scipy.linalg.sqrtm(A)
-        if disp:
-            return root
-        residual = numpy.linalg.norm(root @ root - A, "fro") ** 2 / numpy.linalg.norm(A, "fro")
-        return root, residual
-
-
 def _module(name: str):
     return sys.modules.get(name)
 
@@ -271,7 +252,7 @@ def fix_metric_package(namespace: dict) -> None:
         inception.load_state_dict_from_url = fid_weights
     fid_score = _module("metric.fid_score")
     if fid_score is not None:
-        fid_score.linalg = _LinalgWithDisp("scipy.linalg")
+        fid_score.linalg = lineage.scipy_linalg()
     for name in ("metric.cityscapes_mIoU", "metric.mIoU_score"):
         if _module(name) is not None:
             _module(name).np = _NumPyWithAliases("numpy")
@@ -342,29 +323,15 @@ def fix_super_modules(namespace: dict) -> None:
 # -- checkpoints ---------------------------------------------------------------------------------
 
 def load_network(net, load_path, verbose=True):
-    """Load a state_dict into ``net`` (unwrapping DataParallel) on any device; skip a Disabled net."""
-    if isinstance(net, Disabled):
-        return net
-    if verbose:
-        print("Load network at %s" % load_path)
-    weights = torch.load(load_path, map_location="cpu", weights_only=True)
-    getattr(net, "module", net).load_state_dict(weights)
-    return net
-
-
-def load_optimizer(optimizer, load_path, verbose=True):
-    """Load an optimizer state (tensors move to the parameters' device in ``load_state_dict``)."""
-    if verbose:
-        print("Load optimizer at %s" % load_path)
-    optimizer.load_state_dict(torch.load(load_path, map_location="cpu", weights_only=True))
-    return optimizer
+    """:func:`lineage.load_network` that leaves a :class:`Disabled` evaluation net alone."""
+    return net if isinstance(net, Disabled) else lineage.load_network(net, load_path, verbose)
 
 
 def fix_utils_package(namespace: dict) -> None:
     """``utils/__init__.py``: checkpoint loaders of ``utils.util`` (a file we must not edit)."""
     import importlib
     util = importlib.import_module(namespace["__name__"] + ".util")
-    util.load_network, util.load_optimizer = load_network, load_optimizer
+    util.load_network, util.load_optimizer = load_network, lineage.load_optimizer
 
 
 FIXES = {

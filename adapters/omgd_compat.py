@@ -39,24 +39,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import parallel_apply, replicate
 
-VGG16 = ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth")
-INCEPTION = ("pt_inception-2015-12-05-6726825d.pth",
-             "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-             "pt_inception-2015-12-05-6726825d.pth")
-
-
-def cached_weights(filename: str) -> str:
-    """Where torch.hub looks for (and downloads) ``filename``: ``$TORCH_HOME/hub/checkpoints``."""
-    return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
-
-
-def missing_weights(weights: tuple[str, str], what: str) -> str:
-    """The message for weights that are neither cached nor downloadable."""
-    filename, url = weights
-    return (f"{what} needs the pretrained weights {filename}: they are not at "
-            f"{cached_weights(filename)} and could not be downloaded from {url}. Download that "
-            f"file on a machine with internet access and put it at that path (set TORCH_HOME to "
-            f"use another cache directory).")
+from vem_plugins.adapters.lineage import (INCEPTION, VGG16, cached_weights, load_network,
+                                          load_optimizer, missing_weights, scipy_linalg)
 
 
 def note(opt, message: str) -> None:
@@ -96,24 +80,6 @@ def add_options(parser):
 
 
 # -- utils/__init__.py --------------------------------------------------------------------------
-def load_network(net, load_path, verbose=True):
-    """``utils.util.load_network``, loading on CPU first so GPU checkpoints restore anywhere."""
-    if verbose:
-        print("Load network at %s" % load_path)
-    if isinstance(net, nn.DataParallel):
-        net = net.module
-    net.load_state_dict(torch.load(load_path, map_location="cpu", weights_only=True))
-    return net
-
-
-def load_optimizer(optimizer, load_path, verbose=True):
-    """``utils.util.load_optimizer``; ``load_state_dict`` moves the state to the parameters."""
-    if verbose:
-        print("Load optimizer at %s" % load_path)
-    optimizer.load_state_dict(torch.load(load_path, map_location="cpu", weights_only=True))
-    return optimizer
-
-
 def needs_weights(init, weights: tuple[str, str], what: str):
     """Wrap a constructor that downloads ``weights`` so that failing offline names the file."""
     @functools.wraps(init)
@@ -138,28 +104,6 @@ def fix_utils() -> None:
 
 
 # -- metric/__init__.py -------------------------------------------------------------------------
-def sqrtm(a, disp=True):
-    """``scipy.linalg.sqrtm`` accepting the ``disp`` argument SciPy 1.18 removes.
-
-    With ``disp=False`` it returns ``(sqrtm, errest)`` as old SciPy did, errest being
-    ||X @ X - A||_F^2 / ||A||_F.
-    """
-    from scipy import linalg
-    root = linalg.sqrtm(a)
-    if disp:
-        return root
-    return root, np.linalg.norm(root @ root - a, "fro") ** 2 / np.linalg.norm(a, "fro")
-
-
-def scipy_linalg() -> types.ModuleType:
-    """``scipy.linalg`` as ``metric.fid_score`` sees it: SciPy's, with :func:`sqrtm` above."""
-    from scipy import linalg
-    proxy = types.ModuleType("scipy.linalg")
-    proxy.__dict__.update(vars(linalg))
-    proxy.sqrtm = sqrtm
-    return proxy
-
-
 def to_tensor(self, pic, label):
     """``metric.cityscapes_mIoU.ToTensor.__call__`` without ``np.int`` (removed in NumPy 1.24)."""
     img = np.array(pic, dtype=np.uint8)

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 import types
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -424,23 +423,6 @@ def test_log_names_are_names_omgd_prints(mi):
     assert "S_mi" in names and "S_mi_skipped" in names
     for name in names:
         assert name.startswith("S_") and not re.search(r"\d", name)
-
-
-def test_sqrtm_accepts_disp():
-    pytest.importorskip("scipy")
-    import scipy.linalg
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(6, 6))
-    a = x @ x.T + np.eye(6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # SciPy 1.17 warns on disp=; the shim never passes it on
-        root, err = omgd_compat.sqrtm(a, disp=False)
-        plain = omgd_compat.sqrtm(a)
-    np.testing.assert_allclose(root @ root, a, atol=1e-8)
-    np.testing.assert_array_equal(plain, root)
-    assert 0 <= err < 1e-10
-    linalg = omgd_compat.scipy_linalg()  # what metric.fid_score gets: SciPy's, but sqrtm
-    assert linalg.sqrtm is omgd_compat.sqrtm and linalg.inv is scipy.linalg.inv
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])
