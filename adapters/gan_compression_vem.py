@@ -32,14 +32,10 @@ from vem_plugins.runtime import Runtime
 
 
 def add_options(parser):
-    """Add vem-plugins' flags and ``--restore_vem_path`` to upstream's parser."""
+    """Add vem-plugins' flags (``--restore_vem_path`` among them) to upstream's parser."""
     known, _ = parser.parse_known_args()
     unpaired = getattr(known, "dataset_mode", None) == "unaligned"
-    options.add_options(parser, **({"ebm_width": 16} if unpaired else {}))
-    parser.add_argument("--restore_vem_path", type=str, default=None,
-                        help="the path to restore the vem-plugins estimator (energy model and its "
-                             "optimizer), a <epoch>_vem.pth file [vem-plugins]")
-    return parser
+    return options.add_options(parser, **({"ebm_width": 16} if unpaired else {}))
 
 
 def attach(model, opt) -> None:
@@ -51,13 +47,6 @@ def attach(model, opt) -> None:
     """
     model.vem = Runtime(opt, model.device)
     model.vem_log_names = []
-    path = getattr(opt, "restore_vem_path", None)
-    if path:
-        if not model.vem.enabled:
-            raise ValueError("--restore_vem_path restores the MI estimator: it needs --vem (or --mi)")
-        model.vem.load(path)
-        print(f"vem-plugins: restored the estimator from {path} (step {model.vem.context.step})",
-              flush=True)
 
 
 def log_names(values: dict) -> dict:

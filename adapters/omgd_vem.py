@@ -29,12 +29,8 @@ from vem_plugins.runtime import Runtime
 
 
 def add_options(parser):
-    """vem-plugins' flags, plus where to resume the estimator from."""
-    options.add_options(parser)
-    parser.add_argument("--restore_vem_path", type=str, default=None,
-                        help="the vem-plugins estimator checkpoint to resume from "
-                             "(<epoch>_vem.pth, written beside the student checkpoint)")
-    return parser
+    """vem-plugins' flags (``--restore_vem_path`` resumes the estimator)."""
+    return options.add_options(parser)
 
 
 def cyclegan_defaults(parser):
@@ -59,16 +55,8 @@ class Glue:
 
     def __init__(self, model):
         self.model = model
-        self.runtime = Runtime(model.opt, model.device)
+        self.runtime = Runtime(model.opt, model.device)  # restores --restore_vem_path
         self.names: list[str] = []
-        path = model.opt.restore_vem_path
-        if path:
-            if not self.runtime.enabled:
-                raise ValueError("--restore_vem_path restores the MI estimator: it needs --vem "
-                                 "(or --mi)")
-            self.runtime.load(path)
-            print(f"vem-plugins: restored the estimator from {path} "
-                  f"(step {self.runtime.context.step})", flush=True)
 
     @property
     def enabled(self) -> bool:

@@ -26,9 +26,10 @@ import pytest
 import torch
 from torch import nn
 
+from vem_plugins import installer
 from vem_plugins.adapters import cagc_compat, cagc_vem
 from vem_plugins.adapters.cagc import ADAPTER, PARSING_WEIGHTS
-from vem_plugins.testing import require_upstream
+from vem_plugins.testing import install_adapter, require_upstream
 
 OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
 TINY_EBM = ["--ebm_width", "8", "--ebm_blocks", "2", "--ebm_steps", "2"]
@@ -64,11 +65,9 @@ def cagc(tmp_path_factory):
         pytest.importorskip(name, reason=f"CAGC needs {name} (the adapter's requirements)")
     from PIL import Image
 
-    from vem_plugins.installer import install
-
     root = tmp_path_factory.mktemp("cagc")
     checkout = root / "cagc"
-    installed = install(ADAPTER, checkout, progress=False)
+    install_adapter(ADAPTER, checkout)
     data = root / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -77,12 +76,14 @@ def cagc(tmp_path_factory):
         Image.fromarray(pixels).save(data / f"{i:03d}.png")
     env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
     env.update(TORCH_HOME=str(root / "torch"), http_proxy=OFFLINE, https_proxy=OFFLINE,
-               HTTP_PROXY=OFFLINE, HTTPS_PROXY=OFFLINE, PYTHONUNBUFFERED="1")
+               HTTP_PROXY=OFFLINE, HTTPS_PROXY=OFFLINE, PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="1")  # on a shared 2-core machine, OpenMP's spinning threads can
+    # slow tiny CPU runs down tenfold; one thread each keeps them fast and deterministic
     subprocess.run([sys.executable, "-c", "from vem_plugins.adapters import cagc; "
                     f"cagc.write_random_checkpoints({str(root)!r}, 16)"],
                    cwd=checkout, env=env, check=True, capture_output=True)
     return types.SimpleNamespace(root=root, checkout=checkout, data=data, env=env,
-                                 installed=installed, runs={})
+                                 installed=installer.status(ADAPTER, checkout), runs={})
 
 
 def train(cagc, name, *flags, student=None, iters=2) -> Run:

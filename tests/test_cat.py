@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from vem_plugins.adapters import cat_compat, cat_vem
 from vem_plugins.adapters.cat import ADAPTER
-from vem_plugins.testing import require_upstream
+from vem_plugins.testing import install_adapter, require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2", "yaml")
 OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
@@ -113,11 +112,10 @@ def cat(tmp_path_factory):
     require_upstream(ADAPTER.url)
     for name in UPSTREAM_MODULES:
         pytest.importorskip(name, reason=f"CAT needs {name} (the adapter's requirements)")
-    from vem_plugins.installer import install
 
     root = tmp_path_factory.mktemp("cat")
     checkout = root / "cat"
-    install(ADAPTER, checkout, progress=False)
+    install_adapter(ADAPTER, checkout)
     compat_only = root / "compat-only"  # the pin + 01-compat.patch: upstream, runnable on CPU
     subprocess.run(["git", "clone", "-q", "--no-checkout", str(checkout), str(compat_only)], check=True)
     paths = [line for line in subprocess.run(

@@ -27,7 +27,7 @@ import torch
 
 from vem_plugins.adapters import gcc_compat, gcc_vem
 from vem_plugins.adapters.gcc import ADAPTER
-from vem_plugins.testing import require_upstream
+from vem_plugins.testing import install_adapter, require_upstream
 
 OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
 TINY_EBM = ["--ebm_width", "8", "--ebm_blocks", "2", "--ebm_steps", "2"]
@@ -89,11 +89,9 @@ def gcc(tmp_path_factory):
         pytest.importorskip(name, reason=f"GCC needs {name} (the adapter's requirements)")
     from PIL import Image
 
-    from vem_plugins.installer import install
-
     root = tmp_path_factory.mktemp("gcc")
     checkout = root / "gcc"
-    install(ADAPTER, checkout, progress=False)
+    install_adapter(ADAPTER, checkout)
     data = root / "celeb"  # GCC keys its SAGAN settings on "celeb" in the path
     (data / "train").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -109,7 +107,9 @@ def gcc(tmp_path_factory):
     torch.save(inception.state_dict(), home / "hub" / "checkpoints" / gcc_compat.INCEPTION)
     env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
     env.update(TORCH_HOME=str(home), http_proxy=OFFLINE, https_proxy=OFFLINE,
-               HTTP_PROXY=OFFLINE, HTTPS_PROXY=OFFLINE, PYTHONUNBUFFERED="1")
+               HTTP_PROXY=OFFLINE, HTTPS_PROXY=OFFLINE, PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="1")  # on a shared 2-core machine, OpenMP's spinning threads can
+    # slow tiny CPU runs down tenfold; one thread each keeps them fast and deterministic
     pretrain = root / "pretrain"
     subprocess.run([sys.executable, "-c", PRETRAIN, str(pretrain), str(data)], cwd=checkout,
                    env=env, check=True, capture_output=True)

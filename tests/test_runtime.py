@@ -117,3 +117,13 @@ def test_non_finite_student_output_adds_nothing():
         rt.update(student=s, teacher=teacher, real=real)
     loss = rt.student_loss(student=s, teacher=teacher, real=real)
     assert loss.item() == 0.0 and rt.log_values()["skipped"] == 1
+
+
+def test_restore_vem_path_resumes_at_construction(tmp_path):
+    a = Runtime(parse("--vem", *TINY))
+    step(a, torch.nn.Conv2d(3, 3, 3, padding=1))
+    a.save(tmp_path / "1_vem.pth")
+    b = Runtime(parse("--vem", *TINY, "--restore_vem_path", str(tmp_path / "1_vem.pth")))
+    assert b.context.step == 1 and len(b.modules()) == 1
+    with pytest.raises(ValueError, match="--restore_vem_path: .* needs --vem"):
+        Runtime(parse("--restore_vem_path", str(tmp_path / "1_vem.pth")))

@@ -77,6 +77,9 @@ def builtin_options(parser):
                    help="channels of the energy (or VID/CRD) network [64; 16 for CycleGAN]")
     g.add_argument("--ebm_blocks", type=int, default=7,
                    help="residual blocks of the energy network; blocks stop downsampling at 1x1 [7]")
+    g.add_argument("--restore_vem_path", default=None, metavar="PATH",
+                   help="resume the estimator and its optimiser from a <epoch>_vem.pth file "
+                        "written beside upstream's checkpoints")
 
 
 def enabled(opt) -> bool:

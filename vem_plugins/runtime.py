@@ -108,7 +108,8 @@ def _merge(results) -> dict:
 class Runtime:
     """vem-plugins inside one upstream training run.
 
-    :param opt: upstream's parsed options, including the flags of :mod:`vem_plugins.options`.
+    :param opt: upstream's parsed options, including the flags of :mod:`vem_plugins.options`;
+        ``--restore_vem_path`` restores the estimator right away.
     :param device: the training device (inferred from the first tensors if None).
     """
 
@@ -125,6 +126,13 @@ class Runtime:
             self.plugin = EstimatorPlugin(name, estimators()[name], opt)
             self.pm = new_plugin_manager()
             self.pm.register(self.plugin, name="vem_plugins.active_estimator")
+        path = getattr(opt, "restore_vem_path", None)
+        if path:
+            if not self.enabled:
+                raise ValueError("--restore_vem_path: restoring the MI estimator needs --vem (or --mi)")
+            self.load(path)
+            print(f"vem-plugins: restored the estimator from {path} (step {self.context.step})",
+                  flush=True)
 
     def _args(self, student, teacher, real):
         if self.context.device is None:

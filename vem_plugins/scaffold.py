@@ -121,25 +121,16 @@ from vem_plugins.runtime import Runtime
 
 
 def add_options(parser):
-    """vem-plugins' flags (--vem, --mi, --lambda_mi, --ebm_*) on upstream's parser, and where to
-    resume the estimator from."""
-    options.add_options(parser)
-    parser.add_argument("--restore_vem_path", default=None,
-                        help="vem-plugins estimator checkpoint to resume from (<epoch>_vem.pth)")
-    return parser
+    """vem-plugins' flags (--vem, --mi, --lambda_mi, --ebm_*, --restore_vem_path) on upstream's
+    parser."""
+    return options.add_options(parser)
 
 
 def attach(model):
     """The runtime for ``model`` (upstream's options are ``model.opt``), restored from
     ``--restore_vem_path`` when given. It is not a network of the model: upstream's profile,
     printouts and checkpoints stay the same."""
-    runtime = Runtime(model.opt, getattr(model, "device", None))
-    path = getattr(model.opt, "restore_vem_path", None)
-    if path:
-        if not runtime.enabled:
-            raise ValueError("--restore_vem_path restores the MI estimator: it needs --vem")
-        runtime.load(path)
-    return runtime
+    return Runtime(model.opt, getattr(model, "device", None))
 
 
 def add_mi_term(model, loss, student, teacher=None, real=None, prefix="G_"):

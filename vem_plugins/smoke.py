@@ -130,7 +130,8 @@ def run(adapter, checkout, work, vem: bool = True, env: dict | None = None,
 
     :param vem: run the command as written (with ``--vem``), else without vem-plugins' flags.
     :param env: variables added to the environment (``PYTHONPATH`` is prepended to the
-        current one), e.g. ``TORCH_HOME`` with stand-in weights.
+        current one), e.g. ``TORCH_HOME`` with stand-in weights. ``OMP_NUM_THREADS`` is 1
+        unless the environment or ``env`` sets it.
     :param data: an existing dataset root; by default one is made under ``work/data``.
     """
     smoke = adapter.smoke
@@ -146,7 +147,9 @@ def run(adapter, checkout, work, vem: bool = True, env: dict | None = None,
     full = command(smoke, data, out)
     kept, flags = _split(full, _flags())
     argv = full if vem else kept
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One OpenMP thread unless the caller chose: at these sizes torch's thread pool only
+    # spins, and on a small shared machine it made the runs up to ten times slower.
+    full_env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
     for key, value in (env or {}).items():
         if key == "PYTHONPATH" and os.environ.get("PYTHONPATH"):
             value = os.pathsep.join([str(value), os.environ["PYTHONPATH"]])

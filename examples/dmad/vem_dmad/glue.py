@@ -24,25 +24,14 @@ CHECKPOINT = "latest_vem.pth"
 
 
 def add_options(parser):
-    """vem-plugins' flags (--vem, --mi, --lambda_mi, --ebm_*) and --restore_vem_path."""
-    options.add_options(parser)
-    parser.add_argument("--restore_vem_path", default=None,
-                        help=f"vem-plugins estimator checkpoint to resume from ({CHECKPOINT}) "
-                             "[vem-plugins]")
-    return parser
+    """vem-plugins' flags (--vem, --mi, --lambda_mi, --ebm_*, --restore_vem_path)."""
+    return options.add_options(parser)
 
 
 def runtime(model) -> Runtime:
     """``model``'s runtime, made (and restored from --restore_vem_path) on first use."""
     if getattr(model, "vem", None) is None:
-        model.vem = Runtime(model.opt, model.device)
-        path = model.opt.restore_vem_path
-        if path:
-            if not model.vem.enabled:
-                raise ValueError("--restore_vem_path restores the MI estimator: it needs --vem")
-            model.vem.load(path)
-            print(f"vem-plugins: restored the estimator from {path} "
-                  f"(step {model.vem.context.step})", flush=True)
+        model.vem = Runtime(model.opt, model.device)  # restores --restore_vem_path
     return model.vem
 
 
