@@ -31,6 +31,17 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def _average_across_ranks(grads: list[torch.Tensor]) -> None:
+    """All-reduce the gradients as one flat buffer (one collective per step) and average them."""
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 class Estimator(nn.Module):
     """Base class; subclasses build their networks, then call :meth:`_init_optimizer`.
 
@@ -96,13 +107,7 @@ class Estimator(nn.Module):
                     p.requires_grad_(False)
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if _distributed() and grads:
-            flat = torch.cat([g.reshape(-1) for g in grads])
-            dist.all_reduce(flat)
-            flat /= dist.get_world_size()
-            offset = 0
-            for g in grads:
-                g.copy_(flat[offset:offset + g.numel()].view_as(g))
-                offset += g.numel()
+            _average_across_ranks(grads)
         finite = torch.stack([loss.detach().isfinite()] + [g.isfinite().all() for g in grads])
         ok = finite.all().to(torch.float32)
         if _distributed():
