@@ -167,3 +167,16 @@ def test_energy_net_handles_any_size_and_depth():
     for size in (4, 17, 64):
         stats = est.update(images(size=size), images(size=size, seed=1))
         assert math.isfinite(stats["energy_gap"])
+
+
+def test_update_under_autocast_matches_full_precision():
+    """The estimator turns autocast off for its own work (and widens bf16 inputs)."""
+    results = []
+    for autocast in (False, True):
+        torch.manual_seed(0)
+        est = tiny_vem()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            stats = est.update(images(), images(seed=1))
+            loss = est.loss(images(), images(seed=1))
+        results.append((stats, loss.dtype, loss.item()))
+    assert results[0] == results[1] and results[0][1] == torch.float32

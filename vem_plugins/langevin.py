@@ -9,6 +9,7 @@ dtype) with autocast off, because per-pixel gradients of ~1e-6 underflow in fp16
 from __future__ import annotations
 
 import contextlib
+from typing import Callable
 
 import torch
 from torch import nn
@@ -33,26 +34,26 @@ def frozen(module: nn.Module):
             p.requires_grad_(flag)
 
 
-def sample(energy: nn.Module, s: torch.Tensor, steps: int, step_size: float, noise: float,
-           value_range: tuple[float, float] | None = (-1.0, 1.0),
+def sample(energy: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, steps: int,
+           step_size: float, noise: float, value_range: tuple[float, float] | None = (-1.0, 1.0),
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw negatives t~ for conditioning images ``s`` (one chain per sample, batched).
+    """Draw negatives t~ by Langevin dynamics from ``start`` (one chain per sample, batched).
 
-    :param energy: callable ``energy(t, s) -> (B,)``, its parameters frozen by the caller.
-    :param s: student images (B, C, H, W); detached here.
+    :param energy: ``energy(t) -> (B,)``, the energy already conditioned on the student output
+        (e.g. :meth:`vem_plugins.energy.EnergyNet.conditioned`), its parameters frozen.
+    :param start: where the chains start: the student images (B, C, H, W); detached here.
     :param steps: K, the number of Langevin steps.
     :param step_size: the step on -dE/dt.
     :param noise: standard deviation of the Gaussian noise added at each step.
     :param value_range: (lo, hi) clamp applied once at the end, or None.
     :param generator: optional RNG for the noise.
-    :return: detached samples, same shape as ``s``, in ``s``'s dtype.
+    :return: detached samples, same shape as ``start``, in ``start``'s dtype.
     """
-    cond = widen(s.detach())
-    x = cond.clone()
-    with torch.autocast(device_type=s.device.type, enabled=False), parametrize.cached():
+    x = widen(start.detach()).clone()
+    with torch.autocast(device_type=start.device.type, enabled=False), parametrize.cached():
         for _ in range(steps):
             x.requires_grad_(True)
-            (grad,) = torch.autograd.grad(energy(x, cond).sum(), x)
+            (grad,) = torch.autograd.grad(energy(x).sum(), x)
             with torch.no_grad():
                 x = x - step_size * grad
                 if noise:
@@ -60,4 +61,4 @@ def sample(energy: nn.Module, s: torch.Tensor, steps: int, step_size: float, noi
                                                 dtype=x.dtype)
     if value_range is not None:
         x = x.clamp(*value_range)
-    return x.detach().to(s.dtype)
+    return x.detach().to(start.dtype)

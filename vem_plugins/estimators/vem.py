@@ -63,8 +63,8 @@ class VEM(Estimator):
 
     def prepare(self, t, s):
         self.energy.eval()  # no spectral-norm power iteration inside the chain; params are frozen
-        self.negatives = sample(self.energy, s, self.steps, self.step_size, self.noise,
-                                self.value_range)
+        self.negatives = sample(self.energy.conditioned(s), s, self.steps, self.step_size,
+                                self.noise, self.value_range)
 
     def _energies(self, t, s):
         pos, neg = self.energy(torch.cat([t, self.negatives]), torch.cat([s, s])).chunk(2)
