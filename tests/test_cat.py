@@ -27,10 +27,9 @@ import torch
 
 from vem_plugins.adapters import cat_compat, cat_vem
 from vem_plugins.adapters.cat import ADAPTER
-from vem_plugins.testing import install_adapter, require_upstream
+from vem_plugins.testing import install_adapter, offline_env, require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2", "yaml")
-OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
 MI_NAMES = {"G_mi", "G_energy_gap", "G_ebm_loss", "G_mi_skipped"}
 # scripts/cycle_gan/horse2zebra/train_inception_{teacher,student_2p6B}.sh, shrunk
 NET = ["--norm_affine", "--norm_affine_D", "--channels_reduction_factor", "6",
@@ -116,15 +115,8 @@ def cat(tmp_path_factory):
     root = tmp_path_factory.mktemp("cat")
     checkout = root / "cat"
     install_adapter(ADAPTER, checkout)
-    compat_only = root / "compat-only"  # the pin + 01-compat.patch: upstream, runnable on CPU
-    subprocess.run(["git", "clone", "-q", "--no-checkout", str(checkout), str(compat_only)], check=True)
-    paths = [line for line in subprocess.run(
-        ["git", "-C", str(compat_only), "ls-tree", "-r", "--name-only", ADAPTER.commit],
-        check=True, capture_output=True, text=True).stdout.splitlines() if line not in ADAPTER.assets]
-    subprocess.run(["git", "-C", str(compat_only), "checkout", "-q", ADAPTER.commit, "--", *paths],
-                   check=True)
-    subprocess.run(["git", "-C", str(compat_only), "apply", "--unidiff-zero",
-                    str(ADAPTER.patches[0])], check=True)
+    # the pin + 01-compat.patch: upstream, runnable on CPU
+    compat_only = install_adapter(ADAPTER, root / "compat-only", patches=1)
 
     rng = np.random.default_rng(0)
     data = root / "data"
@@ -132,11 +124,9 @@ def cat(tmp_path_factory):
         write_images(data / split, count, 64, rng)
     stat = data / "real_stat.npz"  # read at start-up; never used (FID is skipped)
     np.savez(stat, mu=np.zeros(2048), sigma=np.eye(2048))
-    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-    env.update(TORCH_HOME=str(root / "torch_empty"), http_proxy=OFFLINE, https_proxy=OFFLINE,
-               HTTP_PROXY=OFFLINE, HTTPS_PROXY=OFFLINE, PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS="1")  # on a shared 2-core machine, OpenMP's spinning threads can
-    # slow tiny CPU runs down tenfold; one thread each keeps them fast and deterministic
+    env = dict(os.environ, **offline_env(), TORCH_HOME=str(root / "torch_empty"),
+               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # on a shared 2-core machine,
+    # OpenMP's spinning threads can slow tiny CPU runs down tenfold; one thread keeps them fast
     c = types.SimpleNamespace(root=root, checkout=checkout, compat_only=compat_only, data=data,
                               stat=str(stat), env=env)
     c.teacher = run(c, "teacher", "train.py", [

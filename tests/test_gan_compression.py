@@ -29,10 +29,9 @@ from torch import nn
 from vem_plugins.adapters import gan_compression_compat as compat
 from vem_plugins.adapters import gan_compression_vem as glue
 from vem_plugins.adapters.gan_compression import ADAPTER
-from vem_plugins.testing import install_adapter, require_upstream
+from vem_plugins.testing import install_adapter, offline_env, require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2")
-OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
 MI_NAMES = {"G_mi", "G_energy_gap", "G_ebm_loss", "G_mi_skipped"}
 TINY = ["--gpu_ids", "-1", "--load_size", "64", "--crop_size", "64", "--nepochs", "1",
         "--nepochs_decay", "0", "--num_threads", "0", "--print_freq", "1", "--serial_batches"]
@@ -110,15 +109,8 @@ def gc(tmp_path_factory):
     root = tmp_path_factory.mktemp("gc")
     checkout = root / "gan-compression"
     install_adapter(ADAPTER, checkout)
-    compat_only = root / "compat-only"  # the pin + 01-compat.patch: upstream, runnable on CPU
-    subprocess.run(["git", "clone", "-q", "--no-checkout", str(checkout), str(compat_only)], check=True)
-    paths = [line for line in subprocess.run(
-        ["git", "-C", str(compat_only), "ls-tree", "-r", "--name-only", ADAPTER.commit],
-        check=True, capture_output=True, text=True).stdout.splitlines() if line not in ADAPTER.assets]
-    subprocess.run(["git", "-C", str(compat_only), "checkout", "-q", ADAPTER.commit, "--", *paths],
-                   check=True)
-    subprocess.run(["git", "-C", str(compat_only), "apply", "--unidiff-zero",
-                    str(ADAPTER.patches[0])], check=True)
+    # the pin + 01-compat.patch: upstream, runnable on CPU
+    compat_only = install_adapter(ADAPTER, root / "compat-only", patches=1)
 
     rng = np.random.default_rng(0)
     data = root / "data"
@@ -131,11 +123,9 @@ def gc(tmp_path_factory):
 
     home = root / "torch_home"  # gets a FID Inception stand-in: same architecture, random weights
     (home / "hub" / "checkpoints").mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-    env.update(TORCH_HOME=str(root / "torch_empty"), http_proxy=OFFLINE, https_proxy=OFFLINE,
-               HTTP_PROXY=OFFLINE, HTTPS_PROXY=OFFLINE, PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS="1")  # on a shared 2-core machine, OpenMP's spinning threads can
-    # slow tiny CPU runs down tenfold; one thread each keeps them fast and deterministic
+    env = dict(os.environ, **offline_env(), TORCH_HOME=str(root / "torch_empty"),
+               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # on a shared 2-core machine,
+    # OpenMP's spinning threads can slow tiny CPU runs down tenfold; one thread keeps them fast
     g = types.SimpleNamespace(root=root, checkout=checkout, compat_only=compat_only, data=data,
                               stat=str(stat), env=env, home=home)
     g.teacher = run(g, "teacher", "train.py", [

@@ -63,19 +63,24 @@ def require_upstream(url: str) -> None:
         pytest.skip(reason)
 
 
-def install_adapter(adapter, dest, source: str | None = None, pristine: bool = False) -> Path:
+def install_adapter(adapter, dest, source: str | None = None, pristine: bool = False,
+                    patches: int | None = None) -> Path:
     """Install ``adapter`` (its pin, patches and added files) into ``dest`` the way
     ``vem-plugins install`` does; skip the calling test when the upstream is unreachable.
 
     :param source: clone from this local clone, mirror, bundle or URL instead of the adapter's URL.
     :param pristine: upstream's tree at the pin only (no patches, no added files), to compare
         against.
+    :param patches: apply only the first ``patches`` patches of the series (e.g. 1: upstream
+        with the compatibility patch alone, runnable on today's stack, to compare against).
     """
     from vem_plugins import installer
 
     require_upstream(source or adapter.url)
     if pristine:
         adapter = dataclasses.replace(adapter, patches=(), added_files={})
+    elif patches is not None:
+        adapter = dataclasses.replace(adapter, patches=adapter.patches[:patches])
     installer.install(adapter, Path(dest), source=source, progress=False)
     return Path(dest)
 
