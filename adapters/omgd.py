@@ -56,7 +56,7 @@ saying so. Upstream bugs that do not depend on the environment are left as they 
 file of every unaligned dataset being dropped).
 """
 from vem_plugins import hookimpl
-from vem_plugins.adapter import Adapter, Smoke, bundled
+from vem_plugins.adapter import Adapter, Smoke, Tryout, bundled
 
 ADAPTER = Adapter(
     name="omgd",
@@ -94,6 +94,20 @@ ADAPTER = Adapter(
                  "--nepochs_decay", "0", "--num_threads", "0", "--print_freq", "1",
                  "--vem", "--ebm_width", "8", "--ebm_blocks", "2"),
         log="{out}/log.txt"),
+    # Small nets, OMGD's full student loss with a seeded random VGG16 (--random_vgg: no
+    # download), FID off (its Inception is a download and costly on CPU): minutes on a CPU.
+    tryout=Tryout(
+        command=("{python}", "distill.py", "--dataroot", "{data}", "--distiller", "multiteacher",
+                 "--gpu_ids", "-1", "--log_dir", "{out}", "--no_fid", "--batch_size", "4",
+                 "--teacher_netG_w", "mobile_resnet_9blocks",
+                 "--teacher_netG_d", "mobile_deepest_resnet",
+                 "--student_netG", "mobile_resnet_9blocks", "--teacher_ngf_w", "16",
+                 "--teacher_ngf_d", "8", "--student_ngf", "8", "--ndf", "16",
+                 "--load_size", "64", "--crop_size", "64", "--nepochs", "{epochs}",
+                 "--nepochs_decay", "0", "--num_threads", "0", "--print_freq", "5",
+                 "--save_epoch_freq", "1", "--random_vgg",
+                 "--ebm_width", "16", "--ebm_blocks", "3",
+                 "--vem_record", "--vem_record_every", "40")),
 )
 
 

@@ -14,7 +14,9 @@ What is replaced, and why:
 * ``utils.util.load_network`` / ``load_optimizer`` call ``torch.load`` without ``map_location``,
   so a checkpoint written on a GPU cannot be restored on CPU (:func:`fix_utils`).
 * ``utils.vgg.Vgg16`` (a *training* loss) and the FID Inception download their weights at first
-  use; offline they now fail with a message naming the file and where it goes, and the Inception
+  use; offline they now fail with a message naming the file and where it goes (the new flag
+  ``--random_vgg`` builds the VGG16 with seeded random weights instead, for trying the
+  pipeline without the download, :func:`random_vgg`), and the Inception
   (evaluation only) is skipped instead of crashing training, as is the mIoU without its DRN file
   (:func:`fix_utils`, :func:`create_metric_models`). ``--no_fid``/``--no_mIoU`` skip them on
   purpose; then the FID statistics are not needed (:func:`check_real_stats`) and CycleGAN's
@@ -76,6 +78,9 @@ def add_options(parser):
                              "needed; CycleGAN's student then learns from the latest teacher)")
     parser.add_argument("--no_mIoU", action="store_true",
                         help="skip the Cityscapes mIoU (no DRN weights needed; logged as nan)")
+    parser.add_argument("--random_vgg", action="store_true",
+                        help="seeded random weights for the VGG16 of the style/feature losses "
+                             "instead of ImageNet's (no download; for trying, not for results)")
     return parser
 
 
@@ -243,10 +248,36 @@ def best_teacher_without_fid(evaluate_model):
     return wrapper
 
 
+def random_vgg(init):
+    """``--random_vgg``: the distiller's VGG16 (style and feature losses) gets seeded random
+    weights instead of ImageNet's, so runs need no download (``vem-plugins try``). Random
+    convolutional features still carry colour and texture; results are not the paper's."""
+    @functools.wraps(init)
+    def wrapper(self, opt):
+        if not getattr(opt, "random_vgg", False):
+            return init(self, opt)
+        import utils.vgg
+        models = utils.vgg.models
+
+        def vgg16(**_):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                return models.vgg16(weights=None)
+
+        utils.vgg.models = types.SimpleNamespace(vgg16=vgg16)
+        try:
+            init(self, opt)
+        finally:
+            utils.vgg.models = models
+        note(opt, "--random_vgg: OMGD's VGG16 losses use seeded random weights, not ImageNet's "
+                  f"{VGG16[0]}: for trying the pipeline, not for results")
+    return wrapper
+
+
 def _fix_distiller(cls, teacher: str, teacher_flag: str, stats) -> None:
     cls.calc_CD_loss = cd_loss(teacher_flag)
     cls.setup = hook_data_parallel(cls.setup, teacher, teacher_flag)
-    cls.__init__ = check_real_stats(cls.__init__, stats)
+    cls.__init__ = random_vgg(check_real_stats(cls.__init__, stats))
 
 
 def fix_multiteacher(cls) -> None:

@@ -36,6 +36,27 @@ class Smoke:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tryout:
+    """How ``vem-plugins try`` trains the adapter on the built-in paired dataset
+    (:mod:`vem_plugins.toy_pairs`, aligned A|B pairs under ``train/`` and ``val/``).
+
+    ``command`` is an argv template run from the checkout's root, with ``{python}``, ``{data}``,
+    ``{out}`` and ``{epochs}`` replaced; it must write a run record (``--vem_record``) into
+    ``{out}``. The run with VEM appends ``vem``; the other runs the command as it is.
+
+    :param command: argv template.
+    :param vem: flags appended for the run with VEM.
+    :param batch_size: the batch size ``command`` trains with (for the progress bars).
+    :param size: image side of the generated pairs, in pixels.
+    """
+
+    command: tuple[str, ...]
+    vem: tuple[str, ...] = ("--vem",)
+    batch_size: int = 4
+    size: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
 class Adapter:
     """One upstream codebase and how vem-plugins modifies it.
 
@@ -50,6 +71,7 @@ class Adapter:
     :param assets: large upstream blobs that may be left out of the checkout, path -> what
         their absence disables.
     :param smoke: how to smoke-test the adapter, or None.
+    :param tryout: how ``vem-plugins try`` runs it, or None.
     :param version: the adapter's own version, written to the lock file.
     """
 
@@ -63,6 +85,7 @@ class Adapter:
     entry_points: tuple[str, ...] = ()
     assets: dict[str, str] = dataclasses.field(default_factory=dict)
     smoke: Smoke | None = None
+    tryout: Tryout | None = None
     version: str = "0"
 
 

@@ -1,5 +1,6 @@
-"""The ``vem-plugins`` command: list adapters, install upstream code patched, status, diff,
-uninstall; and for adapter authors new-adapter, refresh and check (:mod:`vem_plugins.scaffold`,
+"""The ``vem-plugins`` command: try VEM on built-in data (:mod:`vem_plugins.tryout`), report on
+training runs (:mod:`vem_plugins.report`), list adapters, install upstream code patched, status,
+diff, uninstall; and for adapter authors new-adapter, refresh and check (:mod:`vem_plugins.scaffold`,
 :mod:`vem_plugins.refresh`, :mod:`vem_plugins.check`).
 
 Errors are one line on stderr and a non-zero exit status; the work itself is in
@@ -56,6 +57,26 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--dir", type=Path, metavar="PATH",
                        help="the checkout (default: third_party/NAME under the current directory)")
 
+    p = command("try", _try, "see VEM work: install an adapter if needed, train it on a built-in "
+                             "paired dataset with and without --vem side by side on CPU, and "
+                             "write an HTML report")
+    p.add_argument("name", nargs="?", default="omgd", metavar="NAME", help="the adapter [omgd]")
+    add_dir(p)
+    p.add_argument("--out", type=Path, default=Path("vem-try"), metavar="PATH",
+                   help="where the dataset, the runs and the report go; each call adds a new "
+                        "timestamped folder [vem-try]")
+    p.add_argument("--epochs", type=int, default=2, help="training epochs of each run [2]")
+    p.add_argument("--pairs", type=int, default=320,
+                   help="training pairs to generate [320]; 32 more are held out")
+
+    p = command("report", _report, "write an HTML page on one training run or comparing runs "
+                                   "(runs made with --vem_record)")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                   help="upstream's log directory of a run")
+    p.add_argument("--out", "-o", type=Path, metavar="FILE",
+                   help="the page to write [RUN_DIR/report.html for one run, "
+                        "./vem-report.html for several]")
+
     p = command("list", _list, "list the adapters, their upstreams and pins, and where they are "
                                "installed")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -94,6 +115,36 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # --- commands --------------------------------------------------------------------------------
+
+def _try(args):
+    from vem_plugins import tryout
+    adapter = _adapter(args.name)
+    dest = _dest(args)
+    path, runs, processes = tryout.run(adapter, dest, args.out.absolute(), epochs=args.epochs,
+                                       pairs=args.pairs, say=lambda text: print(text, flush=True))
+    _remember(adapter.name, dest)
+    _print_problems(runs)
+    print(f"report: {_show(path)}")
+    return 1 if any(p.process.returncode for p in processes) else 0
+
+
+def _report(args):
+    from vem_plugins import report
+    missing = [d for d in args.runs if not d.is_dir()]
+    if len(missing) == len(args.runs):
+        raise InstallError(f"no such run directory: {', '.join(map(str, missing))}")
+    out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1
+                       else Path("vem-report.html"))
+    path, runs = report.write(args.runs, out)
+    _print_problems(runs)
+    print(f"report: {_show(path)}")
+
+
+def _print_problems(runs):
+    for run in runs:
+        for problem in run.problems:
+            print(f"vem-plugins: warning: {run.name}: {problem}", file=sys.stderr)
+
 
 def _list(args):
     rows = []

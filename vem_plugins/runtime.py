@@ -166,6 +166,11 @@ class Runtime:
         est = self.plugin.estimator if self.plugin else None
         return [] if est is None else [est]
 
+    def negatives(self) -> torch.Tensor | None:
+        """The estimator's last Langevin samples t~ (None without them: disabled, VID, CRD)."""
+        est = self.plugin.estimator if self.plugin else None
+        return getattr(est, "negatives", None)
+
     def state_dict(self) -> dict:
         if not self.enabled:
             return {}
