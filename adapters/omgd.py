@@ -36,6 +36,12 @@ spells its latest student ``lastet``); resume with OMGD's ``--restore_*`` flags 
 The student, its checkpoint and OMGD's MACs/parameter profile are the same with and without
 ``--vem``.
 
+``--vem_record`` (with or without ``--vem``) also writes a run record into
+``<log_dir>/vem_record`` for ``vem-plugins report <log_dir> [<other log_dir> ...]``: losses, image
+samples every ``--vem_record_every`` steps (with the Langevin samples t~), the student's size,
+OMGD's metrics and PSNR/SSIM of the student on the ``val`` pairs of aligned data.
+``vem-plugins try`` runs the ``tryout`` recipe below with and without ``--vem`` and reports.
+
 The paper scripts (``scripts/<task>/<dataset>/distill*.sh``) hard-code ``--gpu_ids`` and do not
 forward arguments. Run them unchanged with flags appended (a repeated flag overrides: the last
 one wins)::

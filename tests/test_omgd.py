@@ -237,8 +237,9 @@ def cg_plain(omgd):
 
 @pytest.fixture(scope="module")
 def cg_vem(omgd):
-    """The paper's script (shrunk) with --vem appended."""
+    """The paper's script (shrunk) with --vem appended, writing a run record."""
     return distill(omgd, "cg_vem", ["--dataroot", str(omgd.data / "cg"), *CG, "--vem", *TINY_EBM,
+                                    "--vem_record", "--vem_record_every", "2",
                                     "--real_stat_A_path", omgd.stat,
                                     "--real_stat_B_path", omgd.stat],
                    paper_script="scripts/cycle_gan/horse2zebra/distill.sh")
@@ -345,6 +346,18 @@ def test_cycleganbest_vem(omgd, cg_plain, cg_vem):
     assert (cg_vem.dir / "checkpoints" / "best_net_G_teacher_A.pth").is_file()  # --no_fid
     print("\ncycleganbest student s/iter without / with --vem: %.2f / %.2f"
           % (cg_plain.student_seconds(), cg_vem.student_seconds()))
+    # the run record of the student phase: unpaired, so no target and no held-out PSNR/SSIM
+    from vem_plugins import report
+    run = report.load(cg_vem.dir)
+    assert not run.problems, run.problems
+    assert [e["step"] for e in run.scalars] == [1, 2, 3] and run.info["vem"] is True
+    assert all(MI_NAMES == {"S_" + ("mi_skipped" if k == "skipped" else k) for k in e["vem"]}
+               for e in run.scalars)
+    assert [(e["step"], sorted(e["images"])) for e in run.samples] == \
+        [(s, ["input", "langevin", "student", "teacher"]) for s in (1, 2)]
+    assert run.metrics and not any(k.startswith("heldout") for e in run.metrics
+                                   for k in e["values"])
+    assert run.models["student"]["params"] > 0 and run.models["estimator"]["params"] > 0
 
 
 @pytest.mark.upstream

@@ -42,7 +42,8 @@ def make_run(root, name, vem: bool, evaluations=(10, 20)):
             rec.samples(step, input=batch(), target=batch(), teacher=None, student=batch(),
                         langevin=batch() if vem else None)
     for step in evaluations:
-        rec.metrics(step, {"metric/fid_student": math.nan, "metric/fid-best_student": 1e9,
+        rec.metrics(step, {"metric/fid_student": 50.0 + step if vem else math.nan,
+                           "metric/fid-best_student": 1e9,
                            "heldout_psnr": 10.0 + step / 10, "heldout_ssim": 0.1 + step / 100})
     return root / name
 
@@ -80,7 +81,10 @@ def test_report_compares_runs(tmp_path):
     page = path.read_text()
     assert "with (with VEM)" in page and "without (without VEM)" in page
     assert "heldout_psnr" in page and "12" in page  # the last evaluation: 10 + 20 / 10
-    assert "Not computed by upstream" in page and "metric/fid_student" in page
+    assert "metric/fid_student</th>" in page and "<td>70</td>" in page  # computed in one run
+    assert "not computed (nan)" in page  # ... and not in the other
+    assert "Not computed by upstream in these runs (e.g. --no_fid, or weights missing " \
+           "offline): metric/fid-best_student" in page
     assert page.count('class="plot"') == 2 + 4 + 2  # 2 student losses, 4 VEM terms, PSNR+SSIM
     assert page.count('class="grid"') == 3 * 4 + 3 * 3  # steps x columns, t~ only with VEM
 

@@ -124,6 +124,11 @@ def _try(args):
                                        pairs=args.pairs, say=lambda text: print(text, flush=True))
     _remember(adapter.name, dest)
     _print_problems(runs)
+    for run in runs:
+        last = run.metrics[-1]["values"] if run.metrics else {}
+        if "heldout_psnr" in last:
+            print(f"{run.label}: held-out PSNR {last['heldout_psnr']:.2f} dB, "
+                  f"SSIM {last['heldout_ssim']:.3f}")
     print(f"report: {_show(path)}")
     return 1 if any(p.process.returncode for p in processes) else 0
 

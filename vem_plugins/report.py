@@ -119,8 +119,8 @@ def load(run_dir: str | Path) -> Run:
         return run
     if not (run.dir / FOLDER).is_dir():
         hint = " (upstream's own log.txt is there)" if (run.dir / "log.txt").exists() else ""
-        run.problems.append(f"no {FOLDER}/ in {run.dir}{hint}: train with --vem_record to "
-                            f"write the record this report reads")
+        run.problems.append(f"no {FOLDER}/ in {run.dir}{hint}: train with --vem_record (an "
+                            f"option of the omgd adapter) to write the record this report reads")
         return run
     run.info = _json(run, "run.json", "settings or upstream pin")
     run.models = _json(run, "models.json", "model sizes (written at the first student step)")
@@ -190,6 +190,8 @@ def _curves(runs: list[Run]):
 # --- page --------------------------------------------------------------------------------------
 
 def _fmt(value) -> str:
+    if value == "nan":  # the record writes non-finite numbers as strings (strict JSON)
+        value = math.nan
     if isinstance(value, float):
         return "not computed (nan)" if math.isnan(value) else f"{value:.4g}"
     if isinstance(value, int) and abs(value) >= 10000:

@@ -78,7 +78,8 @@ def _watch(runs: list[TrainingRun], total: int) -> None:
             for run, bar, ended in zip(runs, bars, done):
                 # the record logs every few steps: a run that ended well did all of them
                 step = total if ended and run.process.returncode == 0 else run.step()
-                bar.update(min(step, total) - bar.n)
+                if min(step, total) > bar.n:
+                    bar.update(min(step, total) - bar.n)
             if all(done):
                 break
             time.sleep(1)
