@@ -27,6 +27,7 @@ import torch
 
 from vem_plugins.adapters import cat_compat, cat_vem
 from vem_plugins.adapters.cat import ADAPTER
+from vem_plugins.smoke import state_equal
 from vem_plugins.testing import install_adapter, offline_env, require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2", "yaml")
@@ -77,16 +78,6 @@ class Run:
     def student_profile(self) -> list[str]:
         """CAT's MACs line of the pruned student."""
         return [line for line in self.log.splitlines() if line.startswith("netG student FLOPs")]
-
-
-def state_equal(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(state_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(state_equal(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def load(path) -> dict:

@@ -29,6 +29,7 @@ from torch import nn
 from vem_plugins.adapters import gan_compression_compat as compat
 from vem_plugins.adapters import gan_compression_vem as glue
 from vem_plugins.adapters.gan_compression import ADAPTER
+from vem_plugins.smoke import state_equal
 from vem_plugins.testing import install_adapter, offline_env, require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2")
@@ -70,16 +71,6 @@ class Run:
         """Mean logged time of an iteration after the first (warm-up)."""
         times = [info["time"] for info, _ in self.rows[1:]]
         return sum(times) / len(times)
-
-
-def state_equal(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(state_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(state_equal(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def load(path) -> dict:

@@ -32,6 +32,7 @@ from torch import nn
 
 from vem_plugins.adapters import omgd_compat, omgd_vem
 from vem_plugins.adapters.omgd import ADAPTER
+from vem_plugins.smoke import state_equal
 from vem_plugins.testing import require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2")
@@ -95,17 +96,6 @@ class Run:
     def profile(self) -> list[str]:
         """OMGD's MACs/parameter lines (one per generator it profiles)."""
         return [line for line in self.output.splitlines() if "MACs:" in line]
-
-
-def state_equal(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and \
-            all(state_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(state_equal(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def parameter_shapes(path) -> dict:

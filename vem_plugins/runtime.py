@@ -161,15 +161,17 @@ class Runtime:
         values.update(self.stats)
         return values
 
+    def _estimator(self):
+        return self.plugin.estimator if self.plugin else None
+
     def modules(self) -> list[torch.nn.Module]:
         """Networks vem-plugins added: keep them out of the student's MACs and parameter counts."""
-        est = self.plugin.estimator if self.plugin else None
+        est = self._estimator()
         return [] if est is None else [est]
 
     def negatives(self) -> torch.Tensor | None:
         """The estimator's last Langevin samples t~ (None without them: disabled, VID, CRD)."""
-        est = self.plugin.estimator if self.plugin else None
-        return getattr(est, "negatives", None)
+        return getattr(self._estimator(), "negatives", None)
 
     def state_dict(self) -> dict:
         if not self.enabled:
