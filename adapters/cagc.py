@@ -12,7 +12,7 @@ Use::
 
 GPUs and the other defaults are set in ``train_hyperparams.py`` as upstream documents; GPUs that
 are absent are dropped (CPU when there is none). CAGC replicates its networks with
-``nn.DataParallel`` over several GPUs; the estimator's networks follow the same wrapping.
+``nn.DataParallel`` over several GPUs; the estimator stays on the first one.
 
 Teachers: CAGC prunes and distils a pretrained StyleGAN2 in rosinality's checkpoint format (a
 dict with ``'g_ema'`` and ``'d'``): the FFHQ 256 px model ``256px_full_size.pt`` linked from
@@ -27,8 +27,8 @@ its own step, then ``--lambda_mi`` x its term joins ``total_loss`` before ``back
 teacher's image for the same latent and style mixing, captured in ``KD_loss`` before the face mask
 and detached; real images are not used. The lazy regularisation steps (R1, path length) and the
 EMA update are untouched. The StyleGAN2 student has no tanh, so Langevin samples are not clamped
-(``--ebm_range`` defaults to ``none`` here); ``--ebm_step_size 50`` and ``--lambda_mi 0.05`` follow
-the paper's FFHQ setting. The training log gains ``MI_Loss`` (the weighted term),
+(``--ebm_range`` defaults to ``none`` here); the Langevin step 50 (unless ``--ebm_step_size`` is
+given) and ``--lambda_mi 0.05`` follow the paper's FFHQ setting. The training log gains ``MI_Loss`` (the weighted term),
 ``MI_energy_gap``, ``MI_ebm_loss`` and ``MI_skipped``; the estimator and its optimiser are saved
 under ``'vem'`` in CAGC's checkpoint dict and restored by ``--load_train_state True``; ``g`` and
 ``g_ema`` are unchanged.

@@ -6,52 +6,33 @@ from __future__ import annotations
 
 import warnings
 
-from torch import nn
-
 from vem_plugins import options
 from vem_plugins.runtime import Runtime
 
 
 def add_options(parser):
     """vem-plugins' flags with CAGC's defaults: unclamped Langevin samples (the StyleGAN2 student
-    has no tanh), and the paper's FFHQ step size and MI weight."""
-    options.add_options(parser, ebm_range=None, ebm_step_size=50.0, lambda_mi=0.05)
-
-
-class _Replicated(nn.DataParallel):
-    """``nn.DataParallel`` whose state dict has the wrapped module's keys, so an estimator state
-    loads whatever the number of GPUs."""
-
-    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
-        return self.module.state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+    has no tanh) and the paper's MI weight for StyleGAN2 (its FFHQ step size: :func:`attach`)."""
+    options.add_options(parser, ebm_range=None, lambda_mi=0.05)
 
 
 class Glue:
-    """The runtime, the teacher image of the current step, and CAGC's GPU list.
+    """The runtime and the teacher image of the current step.
 
-    :param runtime: the :class:`~vem_plugins.runtime.Runtime`.
-    :param device_ids: GPU ids to replicate the estimator's networks over as CAGC replicates its
-        generators and discriminator (None: no ``nn.DataParallel``).
+    The estimator stays on CAGC's first device, also when CAGC replicates its generators over
+    several GPUs: its Langevin chain and spectral-norm vectors are per-step state that
+    ``nn.DataParallel`` replicas would not share.
     """
 
-    def __init__(self, runtime: Runtime, device_ids=None):
-        self.runtime, self.device_ids = runtime, device_ids
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
         self.teacher = None
-        self.replicated = False
-
-    def replicate(self):
-        """Wrap the estimator's networks in ``nn.DataParallel`` once they exist."""
-        estimator = self.runtime.plugin.estimator
-        if self.replicated or not self.device_ids or estimator is None:
-            return
-        for name, child in list(estimator.named_children()):
-            setattr(estimator, name, _Replicated(child, device_ids=self.device_ids))
-        self.replicated = True
 
 
-def attach(args, device, gpu_device_ids):
-    """Build the runtime once options and devices are known."""
-    args.vem_glue = Glue(Runtime(args, device), gpu_device_ids if args.distributed else None)
+def attach(args, device):
+    """Build the runtime once options and devices are known; CAGC trains on FFHQ, so the
+    Langevin step is the paper's FFHQ value unless ``--ebm_step_size`` is given."""
+    args.vem_glue = Glue(Runtime(args, device, dataset="ffhq"))
 
 
 def capture_teacher(args, teacher_img):
@@ -67,7 +48,6 @@ def add_mi_term(args, total_loss, student_img):
         return total_loss
     teacher, glue.teacher = glue.teacher, None
     glue.runtime.update(student=student_img, teacher=teacher)
-    glue.replicate()
     return total_loss + glue.runtime.student_loss(student=student_img, teacher=teacher)
 
 

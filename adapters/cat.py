@@ -14,6 +14,8 @@ negatives, one Adam step of the energy network), then ``--lambda_mi`` x (E(t,s) 
 the same negatives is back-propagated into the student together with CAT's own loss. t is the
 paired target ``real_B`` for aligned (pix2pix) data and the detached teacher output for unaligned
 (CycleGAN) data, where the energy network is 16 channels wide (64 otherwise; ``--ebm_width``).
+On Cityscapes (a ``--dataroot`` folder named ``*cityscapes*``, as in the paper scripts) the
+Langevin step is the paper's 50, else 100, unless ``--ebm_step_size`` is given; the log says which.
 Logged with CAT's losses (console, ``<log_dir>/log.txt``, TensorBoard ``G_loss/``): ``G_mi``,
 ``G_energy_gap``, ``G_ebm_loss``, ``G_mi_skipped``; ``--mi vid``/``crd`` log ``G_vid_nll`` or
 ``G_crd_loss``/``G_crd_estimate``. The estimator and its optimiser are saved as

@@ -13,8 +13,10 @@ step first (for VEM: Langevin negatives, one Adam step of the energy network), t
 ``--lambda_mi`` x (E(t,s) - E(t~,s)) with the same negatives joins the student loss before
 ``backward()``. t is the paired target ``real_B`` for aligned data (pix2pix: edges2shoes-r,
 cityscapes) and the detached teacher output for unaligned data (CycleGAN: horse2zebra), where the
-energy network is 16 channels wide (64 otherwise; ``--ebm_width``). In the supernet stage one
-energy model serves every sub-network sampled. The terms are logged with upstream's losses
+energy network is 16 channels wide (64 otherwise; ``--ebm_width``). On Cityscapes (a
+``--dataroot`` folder named ``*cityscapes*``, as in the paper scripts) the Langevin step is the
+paper's 50, else 100, unless ``--ebm_step_size`` is given; the log says which. In the supernet
+stage one energy model serves every sub-network sampled. The terms are logged with upstream's losses
 (console, ``<log_dir>/log.txt``, TensorBoard ``G_loss/``): ``G_mi`` (the weighted term),
 ``G_energy_gap`` (E(t,s) - E(t~,s)), ``G_ebm_loss``, ``G_mi_skipped`` (non-finite steps skipped);
 ``--mi vid``/``crd`` log ``G_vid_nll`` or ``G_crd_loss``/``G_crd_estimate``. The estimator and its

@@ -15,6 +15,9 @@ so no pretrained generators are needed. Both of its distillers gain the flags:
   detached output of the (best-FID) teacher the student learns from in its student phase; the
   energy network is 16 channels wide there (``--ebm_width``), 64 for pix2pix.
 
+On Cityscapes (a ``--dataroot`` folder named ``*cityscapes*``, as in the paper scripts) the
+Langevin step is the paper's 50, else 100, unless ``--ebm_step_size`` is given; the log says which.
+
 Each student step the estimator takes its own step first (for VEM: Langevin negatives and one
 Adam step of the energy network), then ``--lambda_mi`` x (E(t,s) - E(t~,s)) with the same
 negatives joins the student loss before its ``backward()``. The terms appear in OMGD's loss log
@@ -112,7 +115,6 @@ ADAPTER = Adapter(
                  "--load_size", "64", "--crop_size", "64", "--nepochs", "{epochs}",
                  "--nepochs_decay", "0", "--num_threads", "0", "--print_freq", "5",
                  "--save_epoch_freq", "1", "--random_vgg",
-                 "--ebm_width", "16", "--ebm_blocks", "3",
                  "--vem_record", "--vem_record_every", "40")),
 )
 

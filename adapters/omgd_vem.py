@@ -76,7 +76,7 @@ class Glue:
         if model.opt.vem_record:
             self.record = record.RunRecord(model.opt.log_dir, model.opt.vem_record_every)
             checkout = Path(sys.modules[type(model).__module__].__file__).parents[1]
-            self.record.start("omgd", model.opt, self.enabled, checkout,
+            self.record.start("omgd", self.runtime.context.options, self.enabled, checkout,
                               student_losses=STUDENT_LOSSES)
             model.evaluate_model = self._evaluated(model.evaluate_model)
 

@@ -1,16 +1,21 @@
-"""Time one full student iteration with and without VEM, and its peak memory.
+"""Time one full student iteration without VEM, with VEM computed the textbook way, and with
+our VEM, side by side; and their peak memory.
 
 One iteration: teacher forward (no grad), student forward, the student's own loss (L1 to the
-teacher), backward and an Adam step; with VEM also the EBM update (K Langevin steps + one Adam step
-of the energy net) and the MI term. Generators are pix2pix-style ResNet-9-block nets (teacher
-ngf 64, student ngf 16); the energy net has the paper's pix2pix width 64.
+teacher), backward and an Adam step; with VEM also the EBM update (K = 10 Langevin steps + one
+Adam step of the energy net) and the MI term, at the paper's defaults. Generators are pix2pix-style
+ResNet-9-block nets (teacher ngf 64, student ngf 16); the energy net is the paper's, pix2pix width
+64. "textbook" evaluates every energy literally (:meth:`vem_plugins.energy.EnergyNet.textbook`:
+[t, s] concatenated, one forward through the plain layers, a power iteration at each), "ours" is
+the library's fast path, which computes the same function (``tests/test_energy.py``).
 
     python benchmarks/iteration.py [--device cuda] [--iters 5]
 
 Each configuration runs in its own subprocess so peak memory is its own: on CUDA the allocator's
 peak; on CPU the growth of the peak resident set over the resident set before the first
-iteration. The last line reads ``ratio_256=<vem/plain time> mem_ratio_256=<vem/plain memory>``
-for 256x256, batch 1.
+iteration. Per size: ``ratio`` = ours / plain time and ``speedup`` = (textbook - plain) /
+(ours - plain), the factor by which the fast path cuts VEM's extra time. The last line reads
+``speedup=<at 256x256, batch 4> ratio_256=<ours/plain there>``.
 """
 import argparse
 import json
@@ -54,26 +59,42 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def run_one(size: int, batch: int, vem: bool, iters: int, device: str) -> dict:
-    """Time ``iters`` iterations (after one warm-up) in this process."""
-    from vem_plugins import options
-    from vem_plugins.runtime import Runtime
+def textbook_vem(**kwargs):
+    """VEM whose every energy is computed literally (the benchmark's reference)."""
+    from vem_plugins.estimators.vem import VEM
+    from vem_plugins.langevin import sample
+
+    class TextbookVEM(VEM):
+        def prepare(self, t, s):
+            self.energy.train()  # a power iteration at every forward, as the textbook does
+            self.negatives = sample(lambda x: self.energy.textbook(x, s), s, self.steps,
+                                    self.step_size, self.noise, self.value_range)
+
+        def _energies(self, t, s):
+            return self.energy.textbook(torch.cat([t, self.negatives]), torch.cat([s, s])).chunk(2)
+    return TextbookVEM(**kwargs)
+
+
+def run_one(size: int, batch: int, mode: str, iters: int, device: str) -> dict:
+    """Time ``iters`` iterations (after one warm-up) in this process; ``mode``: plain, textbook
+    or ours."""
+    from vem_plugins.estimators.vem import VEM
 
     torch.manual_seed(0)
     teacher = resnet_generator(64).to(device).eval()
     student = resnet_generator(16).to(device)
     opt_s = torch.optim.Adam(student.parameters(), 2e-4, betas=(0.5, 0.999))
-    flags = options.defaults()
-    flags.vem = vem
-    rt = Runtime(flags, device)
+    est = None if mode == "plain" else (textbook_vem if mode == "textbook" else VEM)(width=64)
     x = torch.rand(batch, 3, size, size, device=device) * 2 - 1
 
     def iteration():
         with torch.no_grad():
             t = teacher(x)
         s = student(x)
-        rt.update(student=s, teacher=t)
-        loss = (s - t).abs().mean() + rt.student_loss(student=s, teacher=t)
+        loss = (s - t).abs().mean()
+        if est is not None:
+            est.update(t, s)
+            loss = loss + est.loss(t, s)
         opt_s.zero_grad()
         loss.backward()
         opt_s.step()
@@ -106,29 +127,32 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: size,batch,vem
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: size,batch,mode
     args = ap.parse_args()
     if args.one:
-        size, batch, vem = (int(v) for v in args.one.split(","))
-        print(json.dumps(run_one(size, batch, bool(vem), args.iters, args.device)))
+        size, batch, mode = args.one.split(",")
+        print(json.dumps(run_one(int(size), int(batch), mode, args.iters, args.device)))
         return
     print(f"device={args.device} threads={torch.get_num_threads()} iters={args.iters} (median)")
-    ratios = {}
-    for size, batch in ((64, 4), (64, 1), (256, 4), (256, 1)):
+    found = {}
+    for size, batch in ((64, 4), (256, 1), (256, 4)):
         res = {}
-        for vem in (0, 1):
+        for mode in ("plain", "textbook", "ours"):
             out = subprocess.run([sys.executable, __file__, "--device", args.device, "--iters",
-                                  str(args.iters), "--one", f"{size},{batch},{vem}"],
+                                  str(args.iters), "--one", f"{size},{batch},{mode}"],
                                  capture_output=True, text=True, check=True).stdout
-            res[vem] = json.loads(out.strip().splitlines()[-1])
-        ratio = res[1]["seconds"] / res[0]["seconds"]
-        mem_ratio = res[1]["peak_bytes"] / res[0]["peak_bytes"]
-        ratios[size, batch] = ratio, mem_ratio
-        print(f"size={size} batch={batch} plain={res[0]['seconds']:.3f}s vem={res[1]['seconds']:.3f}s "
-              f"ratio={ratio:.2f} peak_plain={res[0]['peak_bytes'] / 2**20:.0f}MiB "
-              f"peak_vem={res[1]['peak_bytes'] / 2**20:.0f}MiB mem_ratio={mem_ratio:.2f}", flush=True)
-    ratio, mem_ratio = ratios[256, 1]
-    print(f"ratio_256={ratio:.2f} mem_ratio_256={mem_ratio:.2f}")
+            res[mode] = json.loads(out.strip().splitlines()[-1])
+        sec = {mode: r["seconds"] for mode, r in res.items()}
+        mib = {mode: r["peak_bytes"] / 2**20 for mode, r in res.items()}
+        ratio = sec["ours"] / sec["plain"]
+        speedup = (sec["textbook"] - sec["plain"]) / max(sec["ours"] - sec["plain"], 1e-9)
+        found[size, batch] = ratio, speedup
+        print(f"size={size} batch={batch} plain={sec['plain']:.3f}s textbook={sec['textbook']:.3f}s "
+              f"ours={sec['ours']:.3f}s ratio={ratio:.2f} speedup={speedup:.2f} "
+              f"peak_plain={mib['plain']:.0f}MiB peak_textbook={mib['textbook']:.0f}MiB "
+              f"peak_ours={mib['ours']:.0f}MiB mem_ratio={mib['ours'] / mib['plain']:.2f}", flush=True)
+    ratio, speedup = found[256, 4]
+    print(f"speedup={speedup:.2f} ratio_256={ratio:.2f}")
 
 
 if __name__ == "__main__":

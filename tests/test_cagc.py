@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from vem_plugins import installer
 from vem_plugins.adapters import cagc_compat, cagc_vem
@@ -214,26 +213,26 @@ def test_guarded_fid_reports_instead_of_raising(tmp_path):
     assert cagc_compat.guarded_fid(fid, args)() == "skipped (--no_fid)"
 
 
-def test_estimator_follows_dataparallel_and_its_state_stays_portable():
+def test_glue_takes_the_papers_ffhq_settings_and_its_state_round_trips(capsys):
     parser = argparse.ArgumentParser()
     cagc_vem.add_options(parser)
     args = parser.parse_args(["--vem", *TINY_EBM])
     assert args.ebm_range is None  # the StyleGAN2 student is unbounded: no clamp
-    args.distributed = True  # CAGC with several GPUs (on CPU, DataParallel runs the module as is)
-    cagc_vem.attach(args, "cpu", [0, 1])
+    assert args.lambda_mi == 0.05 and args.ebm_step_size is None
+    cagc_vem.attach(args, "cpu")
+    assert "Langevin step size 50 (the paper's value for FFHQ" in capsys.readouterr().out
     student = (torch.randn(2, 3, 8, 8) * 3).requires_grad_()
     cagc_vem.capture_teacher(args, torch.randn(2, 3, 8, 8).requires_grad_())
     loss = cagc_vem.add_mi_term(args, torch.zeros(()), student)
     loss.backward()
     assert student.grad.abs().sum() > 0
-    estimator = args.vem_glue.runtime.plugin.estimator
-    assert isinstance(estimator.energy, nn.DataParallel)
+    (estimator,) = args.vem_glue.runtime.modules()
+    assert estimator.step_size == 50.0
     state = cagc_vem.checkpoint_entries(args)["vem"]
-    assert not any("module." in key for key in state["estimator"]["state"])
-    single = parser.parse_args(["--vem", *TINY_EBM])
-    single.distributed = False
-    cagc_vem.attach(single, "cpu", [0])
-    cagc_vem.restore(single, {"vem": state})  # loads into an unwrapped estimator
-    restored = single.vem_glue.runtime.plugin.estimator.state_dict()
+    again = parser.parse_args(["--vem", *TINY_EBM, "--ebm_step_size", "20"])
+    cagc_vem.attach(again, "cpu")
+    assert "Langevin step size 20 (set with --ebm_step_size)" in capsys.readouterr().out
+    cagc_vem.restore(again, {"vem": state})
+    restored = again.vem_glue.runtime.modules()[0].state_dict()
     assert all(torch.equal(restored[k], v) for k, v in estimator.state_dict().items()
                if isinstance(v, torch.Tensor))

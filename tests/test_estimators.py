@@ -29,8 +29,8 @@ def test_ebm_loss_gradient_is_positive_minus_negative_expectation_of_grad_energy
     params = list(est.energy.parameters())
     for p in params:
         p.requires_grad_(True)
-    for block in est.energy.blocks:  # non-zero gains, so every weight matters
-        block.gain.data.fill_(0.7)
+    for block in est.energy.blocks:  # live residual branches, so every weight matters
+        block.conv2.weight.data.normal_()
     loss, _ = est.objective(t, s)
     got = torch.autograd.grad(loss, params)
     est.energy.eval()  # same spectral-norm vectors as the forward above, no new power iteration
@@ -45,7 +45,8 @@ def test_ebm_loss_gradient_is_positive_minus_negative_expectation_of_grad_energy
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("make", [tiny_vem, lambda: VID(width=4), lambda: CRD(width=4, queue=8)])
+@pytest.mark.parametrize("make", [tiny_vem, VID, lambda: VID(mean="learned", width=4),
+                                  lambda: CRD(width=4, queue=8)])
 def test_student_term_reaches_the_student_only(make):
     torch.manual_seed(0)
     est = make()
@@ -74,9 +75,10 @@ def test_vem_update_changes_only_the_energy_and_reports_the_gap():
     assert s.grad is None
 
 
-def test_vid_loss_is_the_gaussian_negative_log_likelihood():
+@pytest.mark.parametrize("mean", ["identity", "learned"])
+def test_vid_loss_is_the_gaussian_negative_log_likelihood(mean):
     torch.manual_seed(0)
-    est = VID(width=4)
+    est = VID(mean=mean, width=4)
     t, s = images(), images(seed=1)
     with torch.no_grad():
         est.raw_var.copy_(torch.tensor([-1.0, 0.5, 2.0]))
@@ -84,7 +86,35 @@ def test_vid_loss_is_the_gaussian_negative_log_likelihood():
         reference = -torch.distributions.Normal(mu, var.sqrt()).log_prob(t).mean()
         assert est.nll(t, s).item() == pytest.approx(reference.item() - 0.5 * math.log(2 * math.pi),
                                                      rel=1e-6)
-    assert VID(width=4).variance().tolist() == pytest.approx([5.0] * 3)
+    assert torch.equal(mu, s) == (mean == "identity")
+    assert VID().variance().tolist() == pytest.approx([5.0] * 3)
+
+
+def test_vid_student_gradient_at_initialisation_points_from_s_toward_t():
+    """The default VID (identity mean) pulls s toward t, weighted by the variance: cosine 1."""
+    est = VID()
+    t, s = images(), images(seed=1).requires_grad_()
+    est.update(t, s)
+    (grad,) = torch.autograd.grad(est.loss(t, s), s)
+    cosine = torch.nn.functional.cosine_similarity((-grad).flatten(), (t - s).detach().flatten(), 0)
+    assert cosine.item() == pytest.approx(1.0, abs=1e-5)
+    assert est.config == {"estimator": "VID", "t_channels": 3, "s_channels": 3, "mean": "identity"}
+
+
+def test_each_estimator_has_its_own_weight_flag_and_width():
+    from vem_plugins import options
+    from vem_plugins.estimators import crd, vem, vid
+    opt = options.add_options(__import__("argparse").ArgumentParser()).parse_args(
+        ["--lambda_mi", "0.3", "--lambda_vid", "2", "--lambda_crd", "0.5", "--ebm_width", "8",
+         "--ebm_step_size", "100", "--vid_mean", "learned", "--vid_width", "6", "--crd_width", "10"])
+    built = {m.__name__.split(".")[-1]: m.from_options(opt, (3, 3)) for m in (vem, vid, crd)}
+    assert {k: e.term_weight for k, e in built.items()} == {"vem": 0.3, "vid": 2.0, "crd": 0.5}
+    assert (built["vem"].config["width"], built["vid"].config["width"],
+            built["crd"].config["width"]) == (8, 6, 10)
+    with pytest.raises(ValueError, match="--lambda_vid"):
+        VID(weight=-1.0)
+    with pytest.raises(ValueError, match="--lambda_crd"):
+        CRD(weight=-1.0)
 
 
 def test_crd_estimate_never_exceeds_log_n_and_batch_one_gets_queue_negatives():
@@ -143,7 +173,7 @@ def test_non_finite_iteration_is_skipped_and_counted():
 
 @pytest.mark.parametrize("kwargs,flag", [
     (dict(steps=0), "--ebm_steps"), (dict(step_size=0.0), "--ebm_step_size"),
-    (dict(noise=-1.0), "--ebm_noise"), (dict(lambda_mi=-0.1), "--lambda_mi"),
+    (dict(noise=-1.0), "--ebm_noise"), (dict(weight=-0.1), "--lambda_mi"),
     (dict(l2=-1.0), "--ebm_l2"), (dict(value_range=(1, -1)), "--ebm_range"),
     (dict(lr=0.0), "--ebm_lr"), (dict(betas=(1.0, 0.9)), "--ebm_betas"),
 ])
@@ -180,3 +210,36 @@ def test_update_under_autocast_matches_full_precision():
             loss = est.loss(images(), images(seed=1))
         results.append((stats, loss.dtype, loss.item()))
     assert results[0] == results[1] and results[0][1] == torch.float32
+
+
+def test_energy_network_uses_the_blocks_that_fit_and_says_so_once(capsys):
+    torch.manual_seed(0)
+    est = tiny_vem(blocks=7)
+    assert len(est.energy.blocks) == 7
+    for seed in range(2):
+        est.update(images(size=16, seed=seed), images(size=16, seed=seed + 5))
+    assert len(est.energy.blocks) == 3  # 16 px: pooled to 8, then 4, 2, 1
+    out = capsys.readouterr().out
+    assert out.count("uses the most that fit, 3") == 1 and "--ebm_blocks 7" in out
+    # a saved state restores the trained block count into a freshly built estimator
+    state = {k: v.clone() if torch.is_tensor(v) else v for k, v in est.state_dict().items()}
+    fresh = tiny_vem(blocks=7)
+    fresh.load_state_dict(state)
+    assert len(fresh.energy.blocks) == 3
+    torch.manual_seed(1)
+    a = est.update(images(size=16), images(size=16, seed=1))
+    torch.manual_seed(1)
+    assert fresh.update(images(size=16), images(size=16, seed=1)) == a
+    with pytest.raises(ValueError, match="--ebm_blocks: the energy network was trained with 3"):
+        est.update(images(size=4), images(size=4, seed=1))
+
+
+def test_state_of_the_earlier_energy_network_is_refused_saying_why():
+    state = tiny_vem().state_dict()
+    state["_extra_state"] = {**state["_extra_state"],
+                             "config": {"estimator": "VEM", "t_channels": 3, "s_channels": 3,
+                                        "width": 4, "blocks": 2}}  # what vem-plugins 0.1 saved
+    with pytest.raises(ValueError, match=r"^this VEM state was saved by vem-plugins < 0\.2, whose "
+                                         r"energy network is a different architecture") as err:
+        tiny_vem().load_state_dict(state)
+    assert "\n" not in str(err.value)

@@ -136,6 +136,7 @@ def omgd(tmp_path_factory):
     data = root / "data"
     write_images(data / "p2p" / "train", 6, 64, rng, paired=True)
     write_images(data / "p2p" / "val", 2, 64, rng, paired=True)
+    (data / "cityscapes").symlink_to("p2p")  # a Cityscapes-named data folder: Langevin step 50
     for split, count in (("trainA", 4), ("trainB", 4), ("valA", 2), ("valB", 2)):
         write_images(data / "cg" / split, count, 64, rng)
     # two steps per epoch for the baseline runs (OMGD drops each unaligned folder's last file)
@@ -295,7 +296,7 @@ def test_multiteacher_resume(omgd, p2p_vem):
     require_upstream(ADAPTER.url)
     ck = p2p_vem.dir / "checkpoints"
     resumed = distill(omgd, "p2p_resume", [
-        "--dataroot", str(omgd.data / "p2p"), *P2P, "--no_fid", "--lambda_CD", "1e2",
+        "--dataroot", str(omgd.data / "cityscapes"), *P2P, "--no_fid", "--lambda_CD", "1e2",
         "--vem", "--ebm_width", "8", *TINY_EBM,
         "--restore_student_G_path", str(ck / "latest_net_G_student.pth"),
         "--restore_teacher_G_w_path", str(ck / "latest_netG_teacher_w.pth"),
@@ -311,6 +312,9 @@ def test_multiteacher_resume(omgd, p2p_vem):
     after = vem_state(resumed.dir / "checkpoints" / "latest_vem.pth")
     assert after["step"] == saved["step"] + 3
     assert not state_equal(after["estimator"]["state"], saved["estimator"]["state"])
+    # the paper's Langevin step per dataset, said in the output
+    assert "Langevin step size 50 (the paper's value for Cityscapes" in resumed.output
+    assert "Langevin step size 100 (the paper's default" in p2p_vem.output
 
 
 @pytest.mark.upstream

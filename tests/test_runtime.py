@@ -127,3 +127,30 @@ def test_restore_vem_path_resumes_at_construction(tmp_path):
     assert b.context.step == 1 and len(b.modules()) == 1
     with pytest.raises(ValueError, match="--restore_vem_path: .* needs --vem"):
         Runtime(parse("--restore_vem_path", str(tmp_path / "1_vem.pth")))
+
+
+@pytest.mark.parametrize("argv,dataset,step,why", [
+    ((), None, 100.0, "the paper's default; it uses 50 on Cityscapes and FFHQ"),
+    (("--dataroot", "database/cityscapes/"), None, 50.0,
+     "the paper's value for Cityscapes, recognised from the data folder's name"),
+    (("--dataroot", "/data/Cityscapes_pix2pix"), None, 50.0, "the paper's value for Cityscapes"),
+    (("--dataroot", "/cityscapes/edges2shoes-r"), None, 100.0, "the paper's default"),
+    ((), "ffhq", 50.0, "the paper's value for FFHQ, recognised from the adapter"),
+    (("--dataroot", "database/cityscapes", "--ebm_step_size", "70"), None, 70.0,
+     "set with --ebm_step_size"),
+])
+def test_langevin_step_size_is_the_papers_for_the_dataset_and_the_log_says_why(
+        argv, dataset, step, why, capsys):
+    parser = options.add_options(argparse.ArgumentParser())
+    parser.add_argument("--dataroot", default="")
+    opt = parser.parse_args(["--vem", *TINY, *argv])
+    rt = Runtime(opt, dataset=dataset)
+    assert f"vem-plugins: Langevin step size {step:g} ({why}" in capsys.readouterr().out
+    rt.update(student=batch()[0], teacher=batch()[1])
+    assert rt.modules()[0].step_size == step and rt.context.options.ebm_step_size == step
+    assert opt.ebm_step_size == (None if "--ebm_step_size" not in argv else step)  # upstream's own
+
+
+def test_baselines_do_not_log_a_langevin_step(capsys):
+    Runtime(parse("--mi", "vid"))
+    assert "Langevin" not in capsys.readouterr().out

@@ -49,6 +49,10 @@ class MLPEnergy(nn.Module):
     def forward(self, t, s):
         return self.net(torch.cat([t.flatten(1), s.flatten(1)], 1)).squeeze(1)
 
+    def conditioned(self, s):
+        """E(., s) in the form VEM calls: t[i] pairs with s[i % len(s)]."""
+        return lambda t: self(t, s.repeat(len(t) // len(s), 1, 1, 1))
+
 
 def bound(log_q):
     """H(T) + E_p[log q(t|s)] by quadrature; ``log_q`` is on the (S, T) grid."""
@@ -81,7 +85,7 @@ def toy_batch(n):
 
 def test_vem_bound_beats_every_gaussian_and_stays_below_the_true_mi():
     torch.manual_seed(0)
-    est = ExactVEM(1, 1, width=1, blocks=0, l2=0.0, lambda_mi=1.0, lr=3e-3, betas=(0.5, 0.999),
+    est = ExactVEM(1, 1, width=2, blocks=0, l2=0.0, weight=1.0, lr=3e-3, betas=(0.5, 0.999),
                    value_range=None)
     est.energy = MLPEnergy()
     est._init_optimizer()
@@ -96,7 +100,7 @@ def test_vem_bound_beats_every_gaussian_and_stays_below_the_true_mi():
 
 def test_vid_bound_stays_below_the_best_gaussian():
     torch.manual_seed(0)
-    est = VID(1, 1, width=16, lambda_mi=1.0, lr=3e-3)
+    est = VID(1, 1, mean="learned", width=16, weight=1.0, lr=3e-3)
     for _ in range(300):
         est.update(*toy_batch(128))
     with torch.no_grad():

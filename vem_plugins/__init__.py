@@ -5,6 +5,6 @@ Patched upstream code talks to :mod:`vem_plugins.runtime`; plugins implement the
 """
 import pluggy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 hookimpl = pluggy.HookimplMarker("vem_plugins")

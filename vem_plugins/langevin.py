@@ -13,7 +13,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 
 def widen(x: torch.Tensor) -> torch.Tensor:
@@ -50,7 +49,7 @@ def sample(energy: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, 
     :return: detached samples, same shape as ``start``, in ``start``'s dtype.
     """
     x = widen(start.detach()).clone()
-    with torch.autocast(device_type=start.device.type, enabled=False), parametrize.cached():
+    with torch.autocast(device_type=start.device.type, enabled=False):
         for _ in range(steps):
             x.requires_grad_(True)
             (grad,) = torch.autograd.grad(energy(x).sum(), x)

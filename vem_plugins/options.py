@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from vem_plugins import hookimpl
 from vem_plugins.plugins import estimators, plugin_manager
@@ -55,13 +56,17 @@ def builtin_options(parser):
                    help="MI estimator: vem (energy-based, the paper), vid or crd (baselines); "
                         "giving it implies --vem [vem]")
     g.add_argument("--lambda_mi", type=float, default=0.1,
-                   help="weight of the MI term in the student loss [0.1]")
+                   help="weight of the VEM term in the student loss [0.1, the paper's]")
+    g.add_argument("--lambda_vid", type=float, default=1.0,
+                   help="weight of the VID term (--mi vid); the paper publishes none [1.0]")
+    g.add_argument("--lambda_crd", type=float, default=0.8,
+                   help="weight of the CRD term (--mi crd); the paper publishes none [0.8, CRD's own]")
     g.add_argument("--mi_target", choices=("auto", "teacher", "real"), default="auto",
                    help="what t is: the detached teacher output, the real target (paired data), "
                         "or auto = real when upstream passes one, else teacher [auto]")
     g.add_argument("--ebm_steps", type=int, default=10, help="Langevin steps K [10]")
-    g.add_argument("--ebm_step_size", type=float, default=100.0,
-                   help="Langevin step size on -dE/dt [100; the paper uses 50 for cityscapes/FFHQ]")
+    g.add_argument("--ebm_step_size", type=float, default=None,
+                   help="Langevin step size on -dE/dt [the paper's: 100; 50 on Cityscapes and FFHQ]")
     g.add_argument("--ebm_noise", type=float, default=0.005, help="Langevin noise std [0.005]")
     g.add_argument("--ebm_sampler", choices=("paper", "textbook"), default="paper",
                    help="paper: noise std --ebm_noise; textbook: noise std sqrt(2*step) [paper]")
@@ -74,12 +79,53 @@ def builtin_options(parser):
     g.add_argument("--ebm_l2", type=float, default=0.05,
                    help="energy-magnitude regulariser alpha in the EBM loss [0.05]")
     g.add_argument("--ebm_width", type=int, default=64,
-                   help="channels of the energy (or VID/CRD) network [64; 16 for CycleGAN]")
+                   help="width nc of the energy network, even [64; 16 for CycleGAN]")
     g.add_argument("--ebm_blocks", type=int, default=7,
-                   help="residual blocks of the energy network; blocks stop downsampling at 1x1 [7]")
+                   help="residual blocks of the energy network; at most log2(image size) - 1 are "
+                        "used [7]")
+    g.add_argument("--vid_mean", choices=("identity", "learned"), default="identity",
+                   help="VID's mean: the student output itself, or a learned conv regressor "
+                        "[identity]")
+    g.add_argument("--vid_width", type=int, default=64,
+                   help="channels of VID's learned mean regressor [64]")
+    g.add_argument("--crd_width", type=int, default=64, help="channels of CRD's encoders [64]")
     g.add_argument("--restore_vem_path", default=None, metavar="PATH",
                    help="resume the estimator and its optimiser from a <epoch>_vem.pth file "
                         "written beside upstream's checkpoints")
+
+
+#: the paper's Langevin step size, and the datasets on which it uses another (key: a word of the
+#: data folder's name, lower case)
+STEP_SIZE = 100.0
+DATASET_STEP_SIZE = {"cityscapes": ("Cityscapes", 50.0), "ffhq": ("FFHQ", 50.0)}
+
+
+def dataset_of(opt) -> str | None:
+    """The key of :data:`DATASET_STEP_SIZE` that upstream's data folder (``--dataroot``, or
+    CAGC's ``--path``) names in its last component, if any."""
+    for attr in ("dataroot", "path"):
+        value = getattr(opt, attr, None)
+        if isinstance(value, str) and value:
+            folder = os.path.basename(os.path.normpath(value)).lower()
+            for key in DATASET_STEP_SIZE:
+                if key in folder:
+                    return key
+    return None
+
+
+def step_size(opt, dataset: str | None = None) -> tuple[float, str]:
+    """The Langevin step size to use and why: ``--ebm_step_size`` when given, else the paper's
+    value for ``dataset`` (default: :func:`dataset_of`)."""
+    if opt.ebm_step_size is not None:
+        return opt.ebm_step_size, "set with --ebm_step_size"
+    key = dataset or dataset_of(opt)
+    if key in DATASET_STEP_SIZE:
+        name, value = DATASET_STEP_SIZE[key]
+        source = "the adapter" if dataset else "the data folder's name"
+        return value, (f"the paper's value for {name}, recognised from {source}; "
+                       f"--ebm_step_size sets another")
+    return STEP_SIZE, ("the paper's default; it uses 50 on Cityscapes and FFHQ, recognised from "
+                       "the data folder's name; --ebm_step_size sets another")
 
 
 def enabled(opt) -> bool:
@@ -96,14 +142,19 @@ def check(ok: bool, flag: str, message: str):
 def validate(opt) -> None:
     """Check the parsed options; a ValueError names the offending flag."""
     check(opt.ebm_steps >= 1, "--ebm_steps", f"must be >= 1, got {opt.ebm_steps}")
-    check(opt.ebm_step_size > 0, "--ebm_step_size", f"must be > 0, got {opt.ebm_step_size}")
+    if opt.ebm_step_size is not None:
+        check(opt.ebm_step_size > 0, "--ebm_step_size", f"must be > 0, got {opt.ebm_step_size}")
     check(opt.ebm_noise >= 0, "--ebm_noise", f"must be >= 0, got {opt.ebm_noise}")
-    check(opt.lambda_mi >= 0, "--lambda_mi", f"must be >= 0, got {opt.lambda_mi}")
+    for flag in ("lambda_mi", "lambda_vid", "lambda_crd"):
+        check(getattr(opt, flag) >= 0, "--" + flag, f"must be >= 0, got {getattr(opt, flag)}")
     check(opt.ebm_l2 >= 0, "--ebm_l2", f"must be >= 0, got {opt.ebm_l2}")
     check(opt.ebm_lr > 0, "--ebm_lr", f"must be > 0, got {opt.ebm_lr}")
     check(all(0 <= b < 1 for b in opt.ebm_betas), "--ebm_betas",
           f"each beta must be in [0, 1), got {opt.ebm_betas}")
-    check(opt.ebm_width >= 1, "--ebm_width", f"must be >= 1, got {opt.ebm_width}")
+    check(opt.ebm_width >= 2 and opt.ebm_width % 2 == 0, "--ebm_width",
+          f"must be an even number >= 2, got {opt.ebm_width}")
+    for flag in ("vid_width", "crd_width"):
+        check(getattr(opt, flag) >= 1, "--" + flag, f"must be >= 1, got {getattr(opt, flag)}")
     check(opt.ebm_blocks >= 0, "--ebm_blocks", f"must be >= 0, got {opt.ebm_blocks}")
     if opt.ebm_range is not None:
         lo, hi = opt.ebm_range

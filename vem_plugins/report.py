@@ -227,8 +227,11 @@ def _options(runs):
     values = [[run.options.get(n) for run in runs] for n in names]
     known = [i for i, run in enumerate(runs) if run.options]
     differs = [len({json.dumps(row[i]) for i in known}) > 1 for row in values]
+    mis = {run.options.get("mi") for run in runs}
     keep = [i for i, n in enumerate(names)
-            if differs[i] or n in ("vem", "mi", "lambda_mi") or n.startswith("ebm_")]
+            if differs[i] or n in ("vem", "mi", "lambda_mi") or n.startswith("ebm_")
+            or (n in ("lambda_vid", "vid_mean", "vid_width") and "vid" in mis)
+            or (n in ("lambda_crd", "crd_width") and "crd" in mis)]
     t.p("Settings that differ between the runs (highlighted) and vem-plugins' own; every "
         "option below.")
     _table(["option", *[r.label for r in runs]], [[names[i], *values[i]] for i in keep],

@@ -15,6 +15,7 @@ every other installed plugin run beside it.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 
@@ -109,20 +110,31 @@ class Runtime:
     """vem-plugins inside one upstream training run.
 
     :param opt: upstream's parsed options, including the flags of :mod:`vem_plugins.options`;
-        ``--restore_vem_path`` restores the estimator right away.
+        ``--restore_vem_path`` restores the estimator right away. ``context.options`` holds them
+        with the Langevin step size resolved.
     :param device: the training device (inferred from the first tensors if None).
+    :param dataset: the paper dataset trained on when the adapter knows it (e.g. ``"ffhq"``),
+        else it is recognised from the data folder's name (:func:`vem_plugins.options.step_size`);
+        it chooses the paper's Langevin step size unless ``--ebm_step_size`` is given.
     """
 
-    def __init__(self, opt, device: torch.device | str | None = None):
+    def __init__(self, opt, device: torch.device | str | None = None, dataset: str | None = None):
         self.enabled = options.enabled(opt)
-        self.context = Context(step=0, options=opt,
-                               device=torch.device(device) if device is not None else None)
         self.stats: dict[str, float] = {}
         self.losses: dict[str, torch.Tensor] = {}
         self.plugin = None
         if self.enabled:
             options.validate(opt)
             name = opt.mi or "vem"
+            step, why = options.step_size(opt, dataset)
+            if step != opt.ebm_step_size:
+                opt = copy.copy(opt)  # upstream's options stay as parsed
+                opt.ebm_step_size = step
+            if name == "vem":
+                print(f"vem-plugins: Langevin step size {step:g} ({why})", flush=True)
+        self.context = Context(step=0, options=opt,
+                               device=torch.device(device) if device is not None else None)
+        if self.enabled:
             self.plugin = EstimatorPlugin(name, estimators()[name], opt)
             self.pm = new_plugin_manager()
             self.pm.register(self.plugin, name="vem_plugins.active_estimator")

@@ -46,18 +46,21 @@ class Estimator(nn.Module):
     """Base class; subclasses build their networks, then call :meth:`_init_optimizer`.
 
     :param config: the architecture (what a saved state must match to be loaded).
-    :param lambda_mi: weight of the student term.
+    :param weight: weight of the student term (the flag :attr:`WEIGHT_FLAG`).
     :param lr: learning rate of the estimator's Adam.
     :param betas: Adam betas.
     """
 
-    def __init__(self, config: dict, lambda_mi: float, lr: float, betas=(0.0, 0.999)):
+    #: the flag that sets this estimator's weight (each estimator has its own)
+    WEIGHT_FLAG = "--lambda_mi"
+
+    def __init__(self, config: dict, weight: float, lr: float, betas=(0.0, 0.999)):
         super().__init__()
-        check(lambda_mi >= 0, "--lambda_mi", f"must be >= 0, got {lambda_mi}")
+        check(weight >= 0, self.WEIGHT_FLAG, f"must be >= 0, got {weight}")
         check(lr > 0, "--ebm_lr", f"must be > 0, got {lr}")
         check(all(0 <= b < 1 for b in betas), "--ebm_betas", f"each beta must be in [0, 1), got {betas}")
         self.config = {"estimator": type(self).__name__, **config}
-        self.lambda_mi, self.lr, self.betas = lambda_mi, lr, tuple(betas)
+        self.term_weight, self.lr, self.betas = weight, lr, tuple(betas)
         self.register_buffer("skipped", torch.zeros((), dtype=torch.long))
         self._iteration_ok = None  # None: no update yet; False: this iteration is skipped
         self._synced = False
@@ -131,7 +134,7 @@ class Estimator(nn.Module):
         if not self._iteration_ok:
             return None
         with torch.autocast(device_type=s.device.type, enabled=False):  # params are frozen here
-            value = self.lambda_mi * self.student_objective(widen(t.detach()), widen(s))
+            value = self.term_weight * self.student_objective(widen(t.detach()), widen(s))
         if not bool(value.detach().isfinite()):
             self._skip("student term")
             return None
@@ -168,6 +171,6 @@ class Estimator(nn.Module):
         saved = state_dict.get("_extra_state", {}).get("config")
         if saved is not None and saved != self.config:
             raise ValueError(f"cannot load an estimator state saved with {saved} into one configured "
-                             f"with {self.config}: use the same --mi/--ebm_width/--ebm_blocks, or "
-                             f"start the estimator afresh")
+                             f"with {self.config}: use the same --mi and network flags, or start "
+                             f"the estimator afresh")
         return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -24,13 +24,16 @@ def _encoder(channels: int, width: int, dim: int) -> nn.Module:
 
 
 class CRD(Estimator):
-    """The CRD estimator. ``queue`` past embeddings serve as extra negatives."""
+    """The CRD estimator. ``queue`` past embeddings serve as extra negatives; ``width`` is the
+    encoders' channel count (``--crd_width``)."""
+
+    WEIGHT_FLAG = "--lambda_crd"
 
     def __init__(self, t_channels: int = 3, s_channels: int = 3, width: int = 64, dim: int = 128,
-                 queue: int = 1024, temperature: float = 0.07, lambda_mi: float = 0.1,
+                 queue: int = 1024, temperature: float = 0.07, weight: float = 0.8,
                  lr: float = 1e-4, betas=(0.0, 0.999)):
         super().__init__(dict(t_channels=t_channels, s_channels=s_channels, width=width, dim=dim,
-                              queue=queue), lambda_mi, lr, betas)
+                              queue=queue), weight, lr, betas)
         self.embed_t = _encoder(t_channels, width, dim)
         self.embed_s = _encoder(s_channels, width, dim)
         self.temperature = temperature
@@ -68,5 +71,5 @@ class CRD(Estimator):
 
 def from_options(opt, channels):
     """Build :class:`CRD` from parsed options and ``(t_channels, s_channels)``."""
-    return CRD(*channels, width=opt.ebm_width, lambda_mi=opt.lambda_mi, lr=opt.ebm_lr,
+    return CRD(*channels, width=opt.crd_width, weight=opt.lambda_crd, lr=opt.ebm_lr,
                betas=opt.ebm_betas)

@@ -5,8 +5,10 @@ the energy takes one Adam step on  mean E(t,s) - mean E(t~,s) + l2 (mean E(t,s)^
 (contrastive divergence, eq. 6, plus IGEBM's magnitude regulariser); then the student gets
 lambda * (mean E(t,s) - mean E(t~,s)) with the same t~ and the updated energy.
 
-The logged ``energy_gap`` is E(t,s) - E(t~,s): with short, non-mixing chains the energies are not
-calibrated log-densities, so it is not a mutual-information estimate.
+Spectral norm runs one power iteration per iteration, where the chain starts (the energy's
+training forward); the chain, the energy's step and the student term use the singular vectors it
+left. The logged ``energy_gap`` is E(t,s) - E(t~,s): with short, non-mixing chains the energies are
+not calibrated log-densities, so it is not a mutual-information estimate.
 """
 from __future__ import annotations
 
@@ -14,30 +16,37 @@ import math
 
 import torch
 
-from vem_plugins.energy import EnergyNet
+from vem_plugins.energy import EnergyNet, max_blocks
 from vem_plugins.estimators.base import Estimator
 from vem_plugins.langevin import sample
 from vem_plugins.options import check
 
+#: names the energy network in saved states; states of another architecture are refused
+ARCHITECTURE = "kang2022"
+
 
 class VEM(Estimator):
-    """The VEM estimator; arguments mirror the ``--ebm_*`` flags (see :mod:`vem_plugins.options`)."""
+    """The VEM estimator; arguments mirror the ``--ebm_*`` flags (see :mod:`vem_plugins.options`).
+
+    ``blocks`` is an upper bound: on images too small for it the energy network gets the most
+    blocks that fit (:func:`vem_plugins.energy.max_blocks`), said once when the first batch comes.
+    """
 
     def __init__(self, t_channels: int = 3, s_channels: int = 3, width: int = 64, blocks: int = 7,
                  steps: int = 10, step_size: float = 100.0, noise: float = 0.005,
                  sampler: str = "paper", value_range=(-1.0, 1.0), l2: float = 0.05,
-                 lambda_mi: float = 0.1, lr: float = 1e-4, betas=(0.0, 0.999)):
+                 weight: float = 0.1, lr: float = 1e-4, betas=(0.0, 0.999)):
         check(steps >= 1, "--ebm_steps", f"must be >= 1, got {steps}")
         check(step_size > 0, "--ebm_step_size", f"must be > 0, got {step_size}")
         check(noise >= 0, "--ebm_noise", f"must be >= 0, got {noise}")
         check(sampler in ("paper", "textbook"), "--ebm_sampler", f"unknown sampler {sampler!r}")
         check(l2 >= 0, "--ebm_l2", f"must be >= 0, got {l2}")
-        check(width >= 1, "--ebm_width", f"must be >= 1, got {width}")
+        check(width >= 2 and width % 2 == 0, "--ebm_width", f"must be an even number >= 2, got {width}")
         check(blocks >= 0, "--ebm_blocks", f"must be >= 0, got {blocks}")
         if value_range is not None:
             check(value_range[0] < value_range[1], "--ebm_range", f"needs LO < HI, got {value_range}")
-        super().__init__(dict(t_channels=t_channels, s_channels=s_channels, width=width,
-                              blocks=blocks), lambda_mi, lr, betas)
+        super().__init__(dict(architecture=ARCHITECTURE, t_channels=t_channels,
+                              s_channels=s_channels, width=width, blocks=blocks), weight, lr, betas)
         self.energy = EnergyNet(t_channels, s_channels, width, blocks)
         self.steps, self.step_size, self.l2 = steps, step_size, l2
         self.noise = math.sqrt(2 * step_size) if sampler == "textbook" else noise
@@ -46,8 +55,25 @@ class VEM(Estimator):
         self._range_checked = False
         self._init_optimizer()
 
+    def _use_blocks(self, blocks: int) -> None:
+        """Rebuild the (untrained) energy network with fewer blocks."""
+        cfg = self.config
+        self.energy = EnergyNet(cfg["t_channels"], cfg["s_channels"], cfg["width"], blocks)
+        self.energy.to(self.skipped.device)
+        self._init_optimizer()
+
     def check_inputs(self, t, s):
         super().check_inputs(t, s)
+        fit = max_blocks(*s.shape[-2:])
+        if fit < self.config["blocks"] and fit < len(self.energy.blocks):
+            check(int(self.skipped) == 0 and not self.optimizer.state, "--ebm_blocks",
+                  f"the energy network was trained with {len(self.energy.blocks)} blocks, which "
+                  f"need images of at least {2 ** (len(self.energy.blocks) + 1)} px; got "
+                  f"{tuple(s.shape[-2:])}")
+            print(f"vem-plugins: --ebm_blocks {self.config['blocks']} needs images of at least "
+                  f"{2 ** (self.config['blocks'] + 1)} px; at {s.shape[-2]}x{s.shape[-1]} the energy "
+                  f"network uses the most that fit, {fit}", flush=True)
+            self._use_blocks(fit)
         if self.value_range is None or self._range_checked:
             return
         lo, hi = self.value_range
@@ -62,31 +88,42 @@ class VEM(Estimator):
         self._range_checked = True
 
     def prepare(self, t, s):
-        self.energy.eval()  # no spectral-norm power iteration inside the chain; params are frozen
-        self.negatives = sample(self.energy.conditioned(s), s, self.steps, self.step_size,
-                                self.noise, self.value_range)
+        self.energy.train()  # this iteration's one power iteration, in conditioned()
+        energy = self.energy.conditioned(s)
+        self.energy.eval()
+        self.negatives = sample(energy, s, self.steps, self.step_size, self.noise, self.value_range)
 
     def _energies(self, t, s):
-        pos, neg = self.energy(torch.cat([t, self.negatives]), torch.cat([s, s])).chunk(2)
-        return pos, neg
+        return self.energy.conditioned(s)(torch.cat([t, self.negatives])).chunk(2)
 
     def objective(self, t, s):
-        self.energy.train()
         pos, neg = self._energies(t, s)
         gap = pos.mean() - neg.mean()
         loss = gap + self.l2 * (pos.pow(2).mean() + neg.pow(2).mean())
         return loss, {"ebm_loss": loss, "energy_gap": gap}
 
     def student_objective(self, t, s):
-        self.energy.eval()
         pos, neg = self._energies(t, s)
         return pos.mean() - neg.mean()
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load a state; one of the earlier, different energy network is refused (saying why),
+        and one trained on small images gets the block count it was trained with."""
+        saved = state_dict.get("_extra_state", {}).get("config", {})
+        if saved.get("estimator") == "VEM" and saved.get("architecture") != ARCHITECTURE:
+            raise ValueError("this VEM state was saved by vem-plugins < 0.2, whose energy network "
+                             "is a different architecture from the paper's one used now; it cannot "
+                             "be loaded: start the estimator afresh (without --restore_vem_path)")
+        trained = {int(k.split(".")[2]) + 1 for k in state_dict if k.startswith("energy.blocks.")}
+        blocks = max(trained, default=0)
+        if saved == self.config and blocks < len(self.energy.blocks):
+            self._use_blocks(blocks)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 def from_options(opt, channels):
     """Build :class:`VEM` from parsed options and ``(t_channels, s_channels)``."""
     return VEM(*channels, width=opt.ebm_width, blocks=opt.ebm_blocks, steps=opt.ebm_steps,
                step_size=opt.ebm_step_size, noise=opt.ebm_noise, sampler=opt.ebm_sampler,
-               value_range=opt.ebm_range, l2=opt.ebm_l2, lambda_mi=opt.lambda_mi,
+               value_range=opt.ebm_range, l2=opt.ebm_l2, weight=opt.lambda_mi,
                lr=opt.ebm_lr, betas=opt.ebm_betas)
-

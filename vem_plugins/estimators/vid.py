@@ -1,9 +1,13 @@
-"""VID baseline (Ahn et al., 2019): a fully factorised Gaussian q(t|s) = prod N(t | mu(s), var_c).
+"""VID baseline (Ahn et al., 2019) as used for image outputs: q(t|s) = prod N(t | mu(s), var_c).
 
-mu is a small conv net on s; the per-channel variance is softplus(a_c) + 1e-5, initially 5. The
-loss is the mean Gaussian negative log-likelihood 1/2 [(t - mu)^2 / var + log var] (without the
-constant 1/2 log 2 pi). Its parameters take their own Adam step on detached inputs just before the
-student step (alternating maximisation of the same bound), so upstream's optimiser is untouched.
+By default the mean is the student output itself (mu(s) = s, ``--vid_mean identity``), the
+baseline VEM was compared with: its student term is a variance-weighted pull of s toward t. The
+per-channel variance is softplus(a_c) + 1e-5, initially 5. The loss is the mean Gaussian negative
+log-likelihood 1/2 [(t - mu)^2 / var + log var] (without the constant 1/2 log 2 pi).
+``--vid_mean learned`` adds Ahn et al.'s feature-map form, a small conv regressor mu(s) of width
+``--vid_width``. The estimator's parameters (a, and the regressor) take their own Adam step on
+detached inputs just before the student step (alternating maximisation of the same bound), so
+upstream's optimiser is untouched.
 """
 from __future__ import annotations
 
@@ -14,21 +18,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from vem_plugins.estimators.base import Estimator
+from vem_plugins.options import check
 
 EPS = 1e-5
 
 
 class VID(Estimator):
-    """The VID estimator. ``width`` is the mean network's channel count (``--ebm_width``)."""
+    """The VID estimator. ``mean``: ``identity`` (mu(s) = s) or ``learned`` (a conv regressor
+    ``width`` channels wide)."""
 
-    def __init__(self, t_channels: int = 3, s_channels: int = 3, width: int = 64,
-                 init_var: float = 5.0, lambda_mi: float = 0.1, lr: float = 1e-4,
+    WEIGHT_FLAG = "--lambda_vid"
+
+    def __init__(self, t_channels: int = 3, s_channels: int = 3, mean: str = "identity",
+                 width: int = 64, init_var: float = 5.0, weight: float = 1.0, lr: float = 1e-4,
                  betas=(0.0, 0.999)):
-        super().__init__(dict(t_channels=t_channels, s_channels=s_channels, width=width),
-                         lambda_mi, lr, betas)
-        self.mean = nn.Sequential(nn.Conv2d(s_channels, width, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(width, t_channels, 3, padding=1))
+        check(mean in ("identity", "learned"), "--vid_mean", f"unknown mean {mean!r}")
+        check(mean == "learned" or t_channels == s_channels, "--vid_mean",
+              f"identity needs t and s with the same channels, got {t_channels} and {s_channels}")
+        check(width >= 1, "--vid_width", f"must be >= 1, got {width}")
+        config = dict(t_channels=t_channels, s_channels=s_channels, mean=mean)
+        super().__init__({**config, "width": width} if mean == "learned" else config, weight, lr, betas)
+        self.mean = nn.Identity() if mean == "identity" else nn.Sequential(
+            nn.Conv2d(s_channels, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, t_channels, 3, padding=1))
         raw = math.log(math.expm1(init_var - EPS))  # softplus^-1
         self.raw_var = nn.Parameter(torch.full((t_channels,), raw))
         self._init_optimizer()
@@ -49,8 +62,7 @@ class VID(Estimator):
         return self.nll(t, s)
 
 
-
 def from_options(opt, channels):
     """Build :class:`VID` from parsed options and ``(t_channels, s_channels)``."""
-    return VID(*channels, width=opt.ebm_width, lambda_mi=opt.lambda_mi, lr=opt.ebm_lr,
-               betas=opt.ebm_betas)
+    return VID(*channels, mean=opt.vid_mean, width=opt.vid_width, weight=opt.lambda_vid,
+               lr=opt.ebm_lr, betas=opt.ebm_betas)
