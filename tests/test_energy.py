@@ -165,3 +165,18 @@ def test_max_blocks_ends_the_last_pooling_at_one_pixel(size, fit):
 def test_odd_width_is_refused():
     with pytest.raises(ValueError, match="--ebm_width: must be an even number"):
         EnergyNet(3, 3, 5, 2)
+
+
+def test_chain_without_power_iterations_matches_one_with_them_once_converged():
+    """What skipping the power method in the chain costs: nothing measurable once the singular
+    vectors have converged (as they do over training, where the weights move slowly)."""
+    net = live_net(blocks=4)
+    s = images(2, 32, seed=1)
+    for _ in range(200):  # training forwards at fixed weights: the power method converges
+        net(s, s)
+    fast_net, plain_net = copy.deepcopy(net), copy.deepcopy(net)
+    with frozen(fast_net), frozen(plain_net):
+        fast = sample(fast_net.conditioned(s), s, steps=10, step_size=1e-3, noise=0.0)
+        plain = sample(lambda x: plain_net.textbook(x, s), s, steps=10, step_size=1e-3, noise=0.0)
+    moved = (fast - s).abs().max()
+    assert moved > 0 and (fast - plain).abs().max() < 1e-5 * moved

@@ -1,8 +1,9 @@
 """The command-line flags patched upstream parsers gain, and their validation.
 
 :func:`add_options` is what a patch calls on upstream's parser; it runs the ``add_options`` hook
-so that plugins add their own flags beside ours. Defaults follow the paper (K=10, step 100,
-noise 0.005, lambda 0.1, Adam 1e-4 with betas (0, 0.999), l2 0.05).
+so that plugins add their own flags beside ours. Defaults follow the paper (K=10, step 100 or
+50 on Cityscapes/FFHQ (:func:`step_size`), noise 0.005, lambda 0.1, Adam 1e-4 with betas
+(0, 0.999), l2 0.05); the paper publishes no weight for the VID and CRD baselines.
 
 Langevin parametrisation: the default ("paper") takes the step size and the noise scale
 separately, t <- t - step * dE/dt + noise * eps; with the paper's values this is noisy gradient

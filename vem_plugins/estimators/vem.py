@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from vem_plugins.energy import EnergyNet, max_blocks
+from vem_plugins.energy import EnergyNet, max_blocks, min_size
 from vem_plugins.estimators.base import Estimator
 from vem_plugins.langevin import sample
 from vem_plugins.options import check
@@ -41,13 +41,11 @@ class VEM(Estimator):
         check(noise >= 0, "--ebm_noise", f"must be >= 0, got {noise}")
         check(sampler in ("paper", "textbook"), "--ebm_sampler", f"unknown sampler {sampler!r}")
         check(l2 >= 0, "--ebm_l2", f"must be >= 0, got {l2}")
-        check(width >= 2 and width % 2 == 0, "--ebm_width", f"must be an even number >= 2, got {width}")
-        check(blocks >= 0, "--ebm_blocks", f"must be >= 0, got {blocks}")
         if value_range is not None:
             check(value_range[0] < value_range[1], "--ebm_range", f"needs LO < HI, got {value_range}")
         super().__init__(dict(architecture=ARCHITECTURE, t_channels=t_channels,
                               s_channels=s_channels, width=width, blocks=blocks), weight, lr, betas)
-        self.energy = EnergyNet(t_channels, s_channels, width, blocks)
+        self.energy = EnergyNet(t_channels, s_channels, width, blocks)  # checks width and blocks
         self.steps, self.step_size, self.l2 = steps, step_size, l2
         self.noise = math.sqrt(2 * step_size) if sampler == "textbook" else noise
         self.value_range = tuple(value_range) if value_range is not None else None
@@ -68,10 +66,10 @@ class VEM(Estimator):
         if fit < self.config["blocks"] and fit < len(self.energy.blocks):
             check(int(self.skipped) == 0 and not self.optimizer.state, "--ebm_blocks",
                   f"the energy network was trained with {len(self.energy.blocks)} blocks, which "
-                  f"need images of at least {2 ** (len(self.energy.blocks) + 1)} px; got "
+                  f"need images of at least {min_size(len(self.energy.blocks))} px; got "
                   f"{tuple(s.shape[-2:])}")
             print(f"vem-plugins: --ebm_blocks {self.config['blocks']} needs images of at least "
-                  f"{2 ** (self.config['blocks'] + 1)} px; at {s.shape[-2]}x{s.shape[-1]} the energy "
+                  f"{min_size(self.config['blocks'])} px; at {s.shape[-2]}x{s.shape[-1]} the energy "
                   f"network uses the most that fit, {fit}", flush=True)
             self._use_blocks(fit)
         if self.value_range is None or self._range_checked:
