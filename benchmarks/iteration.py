@@ -5,7 +5,7 @@ One iteration: teacher forward (no grad), student forward, the student's own los
 teacher), backward and an Adam step; with VEM also the EBM update (K = 10 Langevin steps + one
 Adam step of the energy net) and the MI term, at the paper's defaults. Generators are pix2pix-style
 ResNet-9-block nets (teacher ngf 64, student ngf 16); the energy net is the paper's, pix2pix width
-64. "textbook" evaluates every energy literally (:meth:`vem_plugins.energy.EnergyNet.textbook`:
+64. "textbook" evaluates every energy literally (:meth:`vem_plugins.method.energy.EnergyNet.textbook`:
 [t, s] concatenated, one forward through the plain layers, a power iteration at each), "ours" is
 the library's fast path, which computes the same function (``tests/test_energy.py``).
 
@@ -61,8 +61,8 @@ def rss_bytes() -> int:
 
 def textbook_vem(**kwargs):
     """VEM whose every energy is computed literally (the benchmark's reference)."""
-    from vem_plugins.estimators.vem import VEM
-    from vem_plugins.langevin import sample
+    from vem_plugins.method.estimators.vem import VEM
+    from vem_plugins.method.langevin import sample
 
     class TextbookVEM(VEM):
         def prepare(self, t, s):
@@ -78,7 +78,7 @@ def textbook_vem(**kwargs):
 def run_one(size: int, batch: int, mode: str, iters: int, device: str) -> dict:
     """Time ``iters`` iterations (after one warm-up) in this process; ``mode``: plain, textbook
     or ours."""
-    from vem_plugins.estimators.vem import VEM
+    from vem_plugins.method.estimators.vem import VEM
 
     torch.manual_seed(0)
     teacher = resnet_generator(64).to(device).eval()

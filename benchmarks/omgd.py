@@ -94,11 +94,11 @@ def main():
     args = ap.parse_args()
     checkout = Path(args.checkout).absolute()
     if not (checkout / "distill.py").exists():
-        from vem_plugins.adapters.omgd import ADAPTER
-        from vem_plugins.installer import install
+        from vem_plugins.adapters.omgd.adapter import ADAPTER
+        from vem_plugins.install.checkout import install
         install(ADAPTER, checkout)
     import numpy as np
-    from vem_plugins import toy_pairs
+    from vem_plugins.commands import toy_pairs
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

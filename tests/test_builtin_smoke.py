@@ -1,5 +1,5 @@
 """Every built-in adapter's smoke recipe passes the harness adapter authors use
-(:mod:`vem_plugins.testing`): with ``--vem`` the estimator's terms reach upstream's log and its
+(:mod:`vem_plugins.authoring.testing`): with ``--vem`` the estimator's terms reach upstream's log and its
 saved state restores exactly; without vem-plugins' flags upstream runs with neither.
 
 The runs are offline, with a ``TORCH_HOME`` that holds only the pretrained files an upstream
@@ -8,17 +8,18 @@ needed any other download or pretrained file would fail here, as it would for a 
 """
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import shutil
 
 import pytest
 
-from vem_plugins.plugins import BUILTINS, adapters
-from vem_plugins.testing import offline_env, require_upstream, stand_in_weights
-from vem_plugins.testing import vem_checkout, vem_dataset, vem_smoke  # noqa: F401 - fixtures
+from vem_plugins.plugins import ENTRY_POINT_GROUP, adapters, is_builtin
+from vem_plugins.authoring.testing import offline_env, require_upstream, stand_in_weights
+from vem_plugins.authoring.testing import vem_checkout, vem_dataset, vem_smoke  # noqa: F401 - fixtures
 
-#: The built-in adapters' names, from the modules that declare them.
-BUILTIN = [importlib.import_module(m).ADAPTER.name for m in BUILTINS if ".adapters." in m]
+#: The built-in adapters' names, from vem-plugins' own entry points.
+BUILTIN = sorted(ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+                 if is_builtin(ep) and ".adapters." in ep.value)
 
 #: Pretrained files an adapter's training itself loads (not evaluation, which the recipes
 #: skip): file in ``$TORCH_HOME/hub/checkpoints`` -> torchvision builder of its architecture.

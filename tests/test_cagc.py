@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 import torch
 
-from vem_plugins import installer
-from vem_plugins.adapters import cagc_compat, cagc_vem
-from vem_plugins.adapters.cagc import ADAPTER, PARSING_WEIGHTS
-from vem_plugins.testing import install_adapter, require_upstream
+from vem_plugins.install import checkout as installer
+from vem_plugins.adapters.cagc import compat as cagc_compat, glue as cagc_vem
+from vem_plugins.adapters.cagc.adapter import ADAPTER, PARSING_WEIGHTS
+from vem_plugins.authoring.testing import install_adapter, require_upstream
 
 OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
 TINY_EBM = ["--ebm_width", "8", "--ebm_blocks", "2", "--ebm_steps", "2"]

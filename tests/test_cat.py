@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 import torch
 
-from vem_plugins.adapters import cat_compat, cat_vem
-from vem_plugins.adapters.cat import ADAPTER
-from vem_plugins.smoke import state_equal
-from vem_plugins.testing import install_adapter, offline_env, require_upstream
+from vem_plugins.adapters.cat import compat as cat_compat, glue as cat_vem
+from vem_plugins.adapters.cat.adapter import ADAPTER
+from vem_plugins.authoring.smoke import state_equal
+from vem_plugins.authoring.testing import install_adapter, offline_env, require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2", "yaml")
 MI_NAMES = {"G_mi", "G_energy_gap", "G_ebm_loss", "G_mi_skipped"}
@@ -256,7 +256,7 @@ def test_stdlib_profile_wins_over_a_local_profile_py(tmp_path):
     """A profile.py first on sys.path (CAT's, run from its root) no longer breaks cProfile."""
     (tmp_path / "profile.py").write_text("raise ImportError('the local profile.py was imported')\n")
     code = ("import sys; sys.path.insert(0, sys.argv[1]);"
-            "from vem_plugins.adapters.cat_compat import fix; fix({'__name__': 'data'});"
+            "from vem_plugins.adapters.cat.compat import fix; fix({'__name__': 'data'});"
             "import cProfile, profile; print(profile.__file__)")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -55,7 +55,7 @@ def world(tmp_path_factory):
     (plugin / "toyplugin.py").write_text(textwrap.dedent(f"""\
         from pathlib import Path
         from vem_plugins import hookimpl
-        from vem_plugins.adapter import Adapter
+        from vem_plugins.authoring.adapter import Adapter
 
         P = Path(__file__).parent / "toy_patches"
 

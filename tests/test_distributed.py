@@ -4,7 +4,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from vem_plugins.estimators.vem import VEM
+from vem_plugins.method.estimators.vem import VEM
 
 
 def data():

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from vem_plugins.energy import EnergyNet, SpectralNorm, max_blocks
-from vem_plugins.estimators.vem import VEM
-from vem_plugins.langevin import frozen, sample
+from vem_plugins.method.energy import EnergyNet, SpectralNorm, max_blocks
+from vem_plugins.method.estimators.vem import VEM
+from vem_plugins.method.langevin import frozen, sample
 
 
 def images(b=2, size=32, seed=0, dtype=torch.float64):

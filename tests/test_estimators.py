@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from vem_plugins.estimators.crd import CRD
-from vem_plugins.estimators.vem import VEM
-from vem_plugins.estimators.vid import VID
+from vem_plugins.method.estimators.crd import CRD
+from vem_plugins.method.estimators.vem import VEM
+from vem_plugins.method.estimators.vid import VID
 
 
 def images(b=2, c=3, size=16, seed=0, dtype=torch.float32):
@@ -102,8 +102,8 @@ def test_vid_student_gradient_at_initialisation_points_from_s_toward_t():
 
 
 def test_each_estimator_has_its_own_weight_flag_and_width():
-    from vem_plugins import options
-    from vem_plugins.estimators import crd, vem, vid
+    from vem_plugins.method import options
+    from vem_plugins.method.estimators import crd, vem, vid
     opt = options.add_options(__import__("argparse").ArgumentParser()).parse_args(
         ["--lambda_mi", "0.3", "--lambda_vid", "2", "--lambda_crd", "0.5", "--ebm_width", "8",
          "--ebm_step_size", "100", "--vid_mean", "learned", "--vid_width", "6", "--crd_width", "10"])

@@ -26,11 +26,11 @@ import pytest
 import torch
 from torch import nn
 
-from vem_plugins.adapters import gan_compression_compat as compat
-from vem_plugins.adapters import gan_compression_vem as glue
-from vem_plugins.adapters.gan_compression import ADAPTER
-from vem_plugins.smoke import state_equal
-from vem_plugins.testing import install_adapter, offline_env, require_upstream
+from vem_plugins.adapters.gan_compression import compat
+from vem_plugins.adapters.gan_compression import glue
+from vem_plugins.adapters.gan_compression.adapter import ADAPTER
+from vem_plugins.authoring.smoke import state_equal
+from vem_plugins.authoring.testing import install_adapter, offline_env, require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2")
 MI_NAMES = {"G_mi", "G_energy_gap", "G_ebm_loss", "G_mi_skipped"}
@@ -318,7 +318,7 @@ def test_fid_inception_from_torch_home_or_named_when_missing(gc):
 
 # -- unit tests (no upstream) -------------------------------------------------------------------
 def _opt(**kw):
-    from vem_plugins.options import defaults
+    from vem_plugins.method.options import defaults
     opt = defaults()
     opt.ebm_width, opt.ebm_blocks, opt.ebm_steps = 4, 1, 1
     for k, v in kw.items():

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 import torch
 
-from vem_plugins.adapters import gcc_compat, gcc_vem
-from vem_plugins.adapters.gcc import ADAPTER
-from vem_plugins.testing import install_adapter, require_upstream
+from vem_plugins.adapters.gcc import compat as gcc_compat, glue as gcc_vem
+from vem_plugins.adapters.gcc.adapter import ADAPTER
+from vem_plugins.authoring.testing import install_adapter, require_upstream
 
 OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
 TINY_EBM = ["--ebm_width", "8", "--ebm_blocks", "2", "--ebm_steps", "2"]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vem_plugins import installer, plugins
-from vem_plugins.testing import require_upstream
+from vem_plugins.install import checkout as installer
+from vem_plugins import plugins
+from vem_plugins.authoring.testing import require_upstream
 
 BUILTIN = ["omgd", "gan-compression", "cat", "gcc", "cagc"]
 pytestmark = pytest.mark.upstream

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vem_plugins import installer
-from vem_plugins.adapter import Adapter
-from vem_plugins.installer import InstallError
+from vem_plugins.install import checkout as installer
+from vem_plugins.authoring.adapter import Adapter
+from vem_plugins.errors import InstallError
 
 TRAIN = "".join(f"line {i}\n" for i in range(1, 11))
 NET = ("class Net:\n    def __init__(self):\n        self.w = 1\n\n"

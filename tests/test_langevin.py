@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from vem_plugins.energy import EnergyNet
-from vem_plugins.langevin import frozen, sample
+from vem_plugins.method.energy import EnergyNet
+from vem_plugins.method.langevin import frozen, sample
 
 
 def quadratic(mu, c):

@@ -30,10 +30,10 @@ import pytest
 import torch
 from torch import nn
 
-from vem_plugins.adapters import omgd_compat, omgd_vem
-from vem_plugins.adapters.omgd import ADAPTER
-from vem_plugins.smoke import state_equal
-from vem_plugins.testing import require_upstream
+from vem_plugins.adapters.omgd import compat as omgd_compat, glue as omgd_vem
+from vem_plugins.adapters.omgd.adapter import ADAPTER
+from vem_plugins.authoring.smoke import state_equal
+from vem_plugins.authoring.testing import require_upstream
 
 UPSTREAM_MODULES = ("scipy", "tqdm", "tensorboardX", "torchprofile", "cv2")
 OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
@@ -122,7 +122,7 @@ def omgd(tmp_path_factory):
     require_upstream(ADAPTER.url)
     for name in UPSTREAM_MODULES:
         pytest.importorskip(name, reason=f"OMGD needs {name} (the adapter's requirements)")
-    from vem_plugins.installer import install
+    from vem_plugins.install.checkout import install
 
     root = tmp_path_factory.mktemp("omgd")
     checkout = root / "omgd"
@@ -341,7 +341,7 @@ def test_cycleganbest_vem(omgd, cg_plain, cg_vem):
     print("\ncycleganbest student s/iter without / with --vem: %.2f / %.2f"
           % (cg_plain.student_seconds(), cg_vem.student_seconds()))
     # the run record of the student phase: unpaired, so no target and no held-out PSNR/SSIM
-    from vem_plugins import report
+    from vem_plugins.commands import report
     run = report.load(cg_vem.dir)
     assert not run.problems, run.problems
     assert [e["step"] for e in run.scalars] == [1, 2, 3] and run.info["vem"] is True
@@ -417,8 +417,8 @@ def test_missing_vgg_weights_are_named(omgd):
 @pytest.mark.parametrize("mi", ["vem", "vid", "crd"])
 def test_log_names_are_names_omgd_prints(mi):
     """Every value the runtime logs maps to a name OMGD's get_current_losses accepts and prints."""
-    from vem_plugins.options import defaults
-    from vem_plugins.runtime import Runtime
+    from vem_plugins.method.options import defaults
+    from vem_plugins.method.runtime import Runtime
 
     opt = defaults()
     opt.vem, opt.mi, opt.ebm_width, opt.ebm_blocks, opt.ebm_steps = True, mi, 4, 1, 1

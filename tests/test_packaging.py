@@ -42,16 +42,20 @@ def test_non_editable_wheel_ships_adapters_and_patches(tmp_path):
                     "-q", "-w", str(tmp_path), str(ROOT)], check=True)
     (wheel,) = tmp_path.glob("vem_plugins-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "vem_plugins/adapters/omgd.py" in names
+    for part in ("__init__", "adapter", "glue", "compat"):
+        assert f"vem_plugins/adapters/omgd/{part}.py" in names
     assert not any(n.startswith("adapters/") for n in names)  # no top-level `adapters` package
-    for path in patch_files():
+    for path in [*patch_files(), *ROOT.glob("patches/*/file_hashes.json")]:
         assert f"vem_plugins/patches/{path.parent.name}/{path.name}" in names
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
         z.extractall(target)
-    code = ("import vem_plugins, vem_plugins.adapters.omgd as m; "
-            "assert vem_plugins.__file__.startswith(%r); "
-            "assert all(p.is_file() for p in m.ADAPTER.patches); print('ok')" % str(target))
+    # the built-ins are found through the wheel's entry points, with their patches and hashes
+    code = ("import vem_plugins; from vem_plugins.plugins import adapters; "
+            "assert vem_plugins.__file__.startswith(%r); a = adapters(); "
+            "assert sorted(a) == ['cagc', 'cat', 'gan-compression', 'gcc', 'omgd'], a; "
+            "assert all(p.is_file() for x in a.values() for p in x.patches); "
+            "assert all(x.file_hashes for x in a.values()); print('ok')" % str(target))
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "ok", out.stderr

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from vem_plugins.paired_metrics import psnr_sum, ssim_sum
+from vem_plugins.commands.paired_metrics import psnr_sum, ssim_sum
 
 metrics = pytest.importorskip("skimage.metrics", reason="the reference needs scikit-image "
                                                         "(pip install -e '.[upstream]')")

@@ -41,7 +41,7 @@ def test_builtins_are_plugins():
 def test_third_party_estimator_loads_from_an_entry_point(tmp_path):
     (tmp_path / "toy_estimator.py").write_text(textwrap.dedent('''
         from vem_plugins import hookimpl
-        from vem_plugins.estimators.vid import VID
+        from vem_plugins.method.estimators.vid import VID
 
         @hookimpl
         def register_estimators(register):

@@ -13,9 +13,9 @@ import pytest
 import toy_upstream as toy
 from toy_upstream import cli, git
 
-from vem_plugins import installer, refresh
-from vem_plugins.adapter import Adapter
-from vem_plugins.gitops import InstallError
+from vem_plugins.install import checkout as installer, refresh
+from vem_plugins.authoring.adapter import Adapter
+from vem_plugins.errors import InstallError
 
 COMPAT = [("train.py", "from models.model import Model\n",
            "from vem_toy_gan import compat\ncompat.fix(Model)\n")]

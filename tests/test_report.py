@@ -1,4 +1,4 @@
-"""``vem-plugins report`` on records written by :class:`vem_plugins.record.RunRecord`.
+"""``vem-plugins report`` on records written by :class:`vem_plugins.commands.record.RunRecord`.
 
 The records here are written through the same class adapter glue uses, with made-up losses and
 random images; the upstream tier (tests/test_try.py) renders the page of a real OMGD run. The
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from browser import images
-from vem_plugins import record, report
-from vem_plugins.cli import main
+from vem_plugins.commands import record, report
+from vem_plugins.commands.cli import main
 
 STEPS = (1, 5, 10, 15, 20)
 

@@ -4,8 +4,8 @@ import argparse
 import pytest
 import torch
 
-from vem_plugins import options
-from vem_plugins.runtime import Runtime
+from vem_plugins.method import options
+from vem_plugins.method.runtime import Runtime
 
 
 def parse(*argv):
@@ -52,7 +52,7 @@ def test_flags_select_the_estimator_and_its_log_values(argv, name, keys):
 
 
 def test_target_is_real_when_given_else_teacher():
-    from vem_plugins.runtime import pick_target
+    from vem_plugins.method.runtime import pick_target
     teacher, real = torch.zeros(1), torch.ones(1)
     assert pick_target(teacher, real, "auto") is not real and pick_target(teacher, real, "auto").item() == 1
     assert pick_target(teacher, None, "auto").item() == 0

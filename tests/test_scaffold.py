@@ -67,7 +67,7 @@ def test_new_adapter_refuses_a_non_empty_folder(tmp_path):
 PLUGINS = {
     "newer_plugin": '''
         from vem_plugins import hookimpl
-        from vem_plugins.adapter import Adapter
+        from vem_plugins.authoring.adapter import Adapter
 
         @hookimpl
         def register_adapters(register):
@@ -79,7 +79,7 @@ PLUGINS = {
     ''',
     "optional_plugin": '''
         from vem_plugins import hookimpl
-        from vem_plugins.adapter import Adapter
+        from vem_plugins.authoring.adapter import Adapter
 
         @hookimpl
         def register_adapters(register):
@@ -131,7 +131,7 @@ def test_plugins_for_another_version_are_skipped_with_a_warning_naming_the_hook(
 
 def test_the_runtime_runs_beside_skipped_plugins(skewed):
     code = ("import warnings, torch; from vem_plugins import options; "
-            "from vem_plugins.runtime import Runtime\n"
+            "from vem_plugins.method.runtime import Runtime\n"
             "opt = options.defaults(); opt.vem, opt.ebm_width, opt.ebm_blocks = True, 2, 1\n"
             "with warnings.catch_warnings(record=True) as seen:\n"
             "    warnings.simplefilter('always'); rt = Runtime(opt, 'cpu')\n"

@@ -1,4 +1,4 @@
-"""The test harness for adapter authors (:mod:`vem_plugins.testing`, :mod:`vem_plugins.smoke`):
+"""The test harness for adapter authors (:mod:`vem_plugins.authoring.testing`, :mod:`vem_plugins.authoring.smoke`):
 datasets, the smoke recipe with and without vem-plugins' flags, and what its assertions catch.
 
 The fixtures are used here the way an adapter's own tests use them, on a throwaway upstream
@@ -17,12 +17,12 @@ import toy_upstream as toy
 from PIL import Image
 from toy_upstream import cli
 
-from vem_plugins import smoke
-from vem_plugins.adapter import Adapter, Smoke
-from vem_plugins.options import defaults
-from vem_plugins.runtime import Runtime
-from vem_plugins.testing import make_dataset, pythonpath, stand_in_weights
-from vem_plugins.testing import vem_checkout, vem_dataset, vem_smoke  # noqa: F401 - fixtures
+from vem_plugins.authoring import smoke
+from vem_plugins.authoring.adapter import Adapter, Smoke
+from vem_plugins.method.options import defaults
+from vem_plugins.method.runtime import Runtime
+from vem_plugins.authoring.testing import make_dataset, pythonpath, stand_in_weights
+from vem_plugins.authoring.testing import vem_checkout, vem_dataset, vem_smoke  # noqa: F401 - fixtures
 
 
 # --- datasets ----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import math
 import torch
 from torch import nn
 
-from vem_plugins.estimators.vem import VEM
-from vem_plugins.estimators.vid import VID
+from vem_plugins.method.estimators.vem import VEM
+from vem_plugins.method.estimators.vid import VID
 
 TRUE_MI, BEST_GAUSSIAN = 0.3901, 0.2234
 S = torch.linspace(-5, 5, 201, dtype=torch.float64)

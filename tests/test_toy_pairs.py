@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vem_plugins import toy_pairs
+from vem_plugins.commands import toy_pairs
 
 
 def digest(root):

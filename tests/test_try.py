@@ -14,10 +14,10 @@ import sys
 import pytest
 
 from browser import images
-from vem_plugins.adapters.omgd import ADAPTER
-from vem_plugins.cli import main
-from vem_plugins.record import FOLDER
-from vem_plugins.testing import offline_env, require_upstream
+from vem_plugins.adapters.omgd.adapter import ADAPTER
+from vem_plugins.commands.cli import main
+from vem_plugins.commands.record import FOLDER
+from vem_plugins.authoring.testing import offline_env, require_upstream
 
 
 def lines(path):
@@ -100,8 +100,8 @@ def test_try_reports_a_failed_run(tmp_path, monkeypatch):
     what is missing, and the tail of the failed run's output is shown."""
     import types
 
-    from vem_plugins import tryout
-    from vem_plugins.adapter import Tryout
+    from vem_plugins.commands import tryout
+    from vem_plugins.authoring.adapter import Tryout
 
     script = ("import argparse, sys; from vem_plugins import record; "
               "r = record.RunRecord(sys.argv[1]); vem = '--vem' in sys.argv; "

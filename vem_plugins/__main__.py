@@ -1,6 +1,6 @@
 """``python -m vem_plugins``: the ``vem-plugins`` command."""
 import sys
 
-from vem_plugins.cli import main
+from vem_plugins.commands.cli import main
 
 sys.exit(main())

@@ -8,7 +8,7 @@ Two kinds of hooks live here:
 
 * *registration* hooks, called once when plugins load: :func:`register_estimators`,
   :func:`register_adapters`, :func:`add_options`;
-* *training* hooks, called by :class:`vem_plugins.runtime.Runtime` from patched upstream code at
+* *training* hooks, called by :class:`vem_plugins.method.runtime.Runtime` from patched upstream code at
   fixed points of every iteration: :func:`estimator_update` (before the student step),
   :func:`student_loss` (inside it), :func:`checkpoint_state` / :func:`load_checkpoint_state`
   (with upstream's checkpoints). The active estimator object is registered on the runtime's own
@@ -26,7 +26,7 @@ def register_estimators(register):
     """Register mutual-information estimators by name (``--mi NAME`` selects one).
 
     :param register: callable ``register(name, factory)``; ``factory(options, channels)`` returns
-        an estimator object (see :class:`vem_plugins.estimators.base.Estimator`) for the parsed
+        an estimator object (see :class:`vem_plugins.method.estimators.base.Estimator`) for the parsed
         options and the channel counts ``(t_channels, s_channels)``.
     :return: None
     """
@@ -36,7 +36,7 @@ def register_estimators(register):
 def register_adapters(register):
     """Register upstream adapters (``vem-plugins install NAME``).
 
-    :param register: callable ``register(adapter)`` taking a :class:`vem_plugins.adapter.Adapter`.
+    :param register: callable ``register(adapter)`` taking a :class:`vem_plugins.authoring.adapter.Adapter`.
     :return: None
     """
 
@@ -45,7 +45,7 @@ def register_adapters(register):
 def add_options(parser):
     """Add command-line flags to upstream's ``argparse`` parser (or argument group).
 
-    Called by :func:`vem_plugins.options.add_options`. Flags must not clash with upstream's.
+    Called by :func:`vem_plugins.method.options.add_options`. Flags must not clash with upstream's.
 
     :param parser: an ``argparse.ArgumentParser`` or argument group.
     :return: None
@@ -63,7 +63,7 @@ def estimator_update(teacher, student, real, context):
     :param teacher: detached teacher output, or None.
     :param student: student output (may carry its graph; implementations detach it).
     :param real: ground-truth target for paired data, or None.
-    :param context: :class:`vem_plugins.runtime.Context` (step, options, device).
+    :param context: :class:`vem_plugins.method.runtime.Context` (step, options, device).
     :return: dict of named float statistics to log (e.g. the energy gap), or None.
     """
 
@@ -78,7 +78,7 @@ def student_loss(teacher, student, real, context):
     :param teacher: detached teacher output, or None.
     :param student: student output with its graph.
     :param real: ground-truth target for paired data, or None.
-    :param context: :class:`vem_plugins.runtime.Context` (step, options, device).
+    :param context: :class:`vem_plugins.method.runtime.Context` (step, options, device).
     :return: dict of named, already-weighted scalar loss tensors, or None.
     """
 
@@ -87,7 +87,7 @@ def student_loss(teacher, student, real, context):
 def checkpoint_state(context):
     """State to save beside upstream's checkpoint (networks, optimisers, counters).
 
-    :param context: :class:`vem_plugins.runtime.Context`.
+    :param context: :class:`vem_plugins.method.runtime.Context`.
     :return: dict mapping a key unique to the plugin to a ``torch.save``-able object, or None.
     """
 
@@ -98,6 +98,6 @@ def load_checkpoint_state(state, context):
 
     :param state: the merged dict that :func:`checkpoint_state` implementations returned;
         take your own key, ignore the rest.
-    :param context: :class:`vem_plugins.runtime.Context`.
+    :param context: :class:`vem_plugins.method.runtime.Context`.
     :return: None
     """

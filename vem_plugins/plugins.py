@@ -1,36 +1,32 @@
-"""The plugin manager: built-in plugins plus those found through the ``vem_plugins`` entry points.
+"""The plugin manager: every plugin comes from the ``vem_plugins`` entry-point group.
 
-Built-ins register through the same hooks as third-party plugins (the ``llm`` model): the
-estimators, the command-line options and the five upstream adapters are plugin modules listed in
-:data:`BUILTINS`. Set ``VEM_PLUGINS_DISABLE_AUTOLOAD=1`` to load the built-ins only.
+Built-ins are plugins found the same way as third-party ones (the ``llm`` model): the
+estimators, the command-line options and the five upstream adapters are entry points that
+vem-plugins' own ``pyproject.toml`` declares. Set ``VEM_PLUGINS_DISABLE_AUTOLOAD=1`` to load the
+built-ins only.
 
 A third-party plugin written for another version of vem-plugins must not break this one: one
 that fails to import, implements a hook this version does not specify (unless marked
 ``@hookimpl(optionalhook=True)``) or implements a hook with arguments the spec lacks is skipped
-with a :class:`PluginSkipped` warning naming the plugin and the hook.
+with a :class:`PluginSkipped` warning naming the plugin and the hook. A built-in that fails is a
+bug and raises.
 """
 from __future__ import annotations
 
 import functools
-import importlib
 import importlib.metadata
 import os
+import re
 import warnings
 
 import pluggy
 
 from vem_plugins import __version__, hookspecs
+from vem_plugins.errors import VemPluginsError
 
-BUILTINS = (
-    "vem_plugins.options",
-    "vem_plugins.estimators",
-    "vem_plugins.adapters.omgd",
-    "vem_plugins.adapters.gan_compression",
-    "vem_plugins.adapters.cat",
-    "vem_plugins.adapters.gcc",
-    "vem_plugins.adapters.cagc",
-)
 ENTRY_POINT_GROUP = "vem_plugins"
+#: The distribution whose entry points are the built-ins.
+DISTRIBUTION = "vem-plugins"
 
 
 class PluginSkipped(UserWarning):
@@ -41,13 +37,23 @@ def new_plugin_manager() -> pluggy.PluginManager:
     """A fresh manager with every built-in and (unless disabled) every entry-point plugin."""
     pm = pluggy.PluginManager("vem_plugins")
     pm.add_hookspecs(hookspecs)
-    for name in BUILTINS:
-        pm.register(importlib.import_module(name), name=name)
+    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    builtins = [ep for ep in entry_points if is_builtin(ep)]
+    if not builtins:
+        raise VemPluginsError("vem-plugins' built-in plugins are missing from its installed "
+                              "metadata; reinstall it: pip install -e <its source folder>")
+    for ep in builtins:
+        pm.register(ep.load(), name=ep.name)
     if not os.environ.get("VEM_PLUGINS_DISABLE_AUTOLOAD"):
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        for ep in entry_points:
             if not pm.has_plugin(ep.name) and not pm.is_blocked(ep.name):
                 _register_third_party(pm, ep)
     return pm
+
+
+def is_builtin(ep) -> bool:
+    """Whether entry point ``ep`` is one of vem-plugins' own."""
+    return ep.dist is not None and re.sub(r"[-_.]+", "-", ep.dist.name).lower() == DISTRIBUTION
 
 
 def _register_third_party(pm: pluggy.PluginManager, ep) -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from vem_dmad import compat
 from vem_dmad.adapter import ADAPTER
-from vem_plugins.testing import offline_env, pythonpath
-from vem_plugins.testing import vem_checkout, vem_dataset, vem_smoke  # noqa: F401 - fixtures
+from vem_plugins.authoring.testing import offline_env, pythonpath
+from vem_plugins.authoring.testing import vem_checkout, vem_dataset, vem_smoke  # noqa: F401 - fixtures
 
 # offline (downloads fail at once), and the package importable by patched upstream code even
 # when it is not pip-installed

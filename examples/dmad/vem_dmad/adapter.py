@@ -34,7 +34,7 @@ import json
 from pathlib import Path
 
 from vem_plugins import hookimpl
-from vem_plugins.adapter import Adapter, Smoke
+from vem_plugins.authoring.adapter import Adapter, Smoke
 
 HERE = Path(__file__).parent
 PATCHES = HERE / "patches"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
-from vem_plugins import options
-from vem_plugins.runtime import Runtime
+from vem_plugins.method import options
+from vem_plugins.method.runtime import Runtime
 
 CHECKPOINT = "latest_vem.pth"
 

@@ -1,0 +1,2 @@
+"""The built-in adapter for cat: declaration and documentation (:mod:`.adapter`), the calls its
+patches make (:mod:`.glue`) and its compatibility fixes (:mod:`.compat`)."""

@@ -1,0 +1,246 @@
+"""``vem-plugins new-adapter``: the skeleton of a third-party adapter package.
+
+The package holds what docs/api.md asks an adapter for: a ``pyproject.toml``
+registering the adapter module in the ``vem_plugins`` entry-point group (so ``pip install -e``
+makes ``vem-plugins list`` show it), the module with the :class:`~vem_plugins.authoring.adapter.Adapter`
+declaration and its ``register_adapters`` hook, a ``glue`` module for the calls the patches
+make, an empty patch series (``patches/``, filled by ``vem-plugins refresh``) and a smoke test
+using :mod:`vem_plugins.authoring.testing`.
+"""
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+from vem_plugins import __version__
+from vem_plugins.errors import InstallError
+
+_PYPROJECT = '''\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "vem-$name"
+version = "0.1.0"
+description = "vem-plugins adapter: VEM distillation for $url"
+requires-python = ">=3.10"
+dependencies = ["vem-plugins>=$version"]
+
+[project.optional-dependencies]
+test = ["pytest>=7"]
+
+# how vem-plugins finds the adapter: `pip install -e .` and `vem-plugins list` shows "$name"
+[project.entry-points.vem_plugins]
+$name = "$pkg.adapter"
+
+[tool.setuptools]
+packages = ["$pkg"]
+
+[tool.setuptools.package-data]
+"$pkg" = ["patches/*.patch", "patches/file_hashes.json", "files/**/*"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+markers = ["upstream: needs the upstream repository (skipped with the reason when unreachable)"]
+'''
+
+_ADAPTER = '''\
+"""vem-plugins adapter for $url (pinned at $short).
+
+Use::
+
+    pip install -e .    # in this package's folder: registers the adapter
+    vem-plugins install $name    # the pin, patched, in third_party/$name
+    cd third_party/$name && python <upstream's training script> <its flags> --vem
+
+Tell users here what gains ``--vem``, what t is (the paired target or the teacher's output),
+where the estimator checkpoint goes and what is needed offline. Writing the patches: see
+vem-plugins' docs/api.md.
+"""
+import json
+from pathlib import Path
+
+from vem_plugins import hookimpl
+from vem_plugins.authoring.adapter import Adapter, Smoke  # noqa: F401 - Smoke: see smoke= below
+
+HERE = Path(__file__).parent
+PATCHES = HERE / "patches"
+
+ADAPTER = Adapter(
+    name="$name",
+    url="$url",
+    commit="$commit",
+    # the patch series, applied in file-name order (e.g. 01-compat.patch, 02-vem.patch);
+    # `vem-plugins refresh $name` writes these files from your edits of the checkout
+    patches=tuple(sorted(PATCHES.glob("*.patch"))),
+    # sha256 at the pin of every upstream file a patch touches; refresh keeps this file current
+    file_hashes=json.loads((PATCHES / "file_hashes.json").read_text()),
+    # files of ours that upstream loads by name: path in the checkout -> source file, e.g.
+    # {"models/vem_model.py": HERE / "files" / "models" / "vem_model.py"}
+    added_files={},
+    # pip names of what upstream imports on today's stack (vem-plugins check imports them)
+    requirements=(),
+    # upstream scripts that gain --vem
+    entry_points=(),
+    # large upstream files that may be left out (install --skip-assets): path -> what it disables
+    assets={},
+    # a few iterations of upstream's own training on tiny generated data, on CPU, with --vem and
+    # tiny --ebm_* flags; {python}, {data} and {out} are filled in; `log` names the loss log.
+    # Example:
+    # smoke=Smoke(dataset="aligned", size=64, count=4, log="{out}/log.txt",
+    #             command=("{python}", "train.py", "--dataroot", "{data}", "--gpu_ids", "-1",
+    #                      "--checkpoints_dir", "{out}", "--vem", "--ebm_width", "8",
+    #                      "--ebm_blocks", "2")),
+    smoke=None,
+    version="0.1.0",
+)
+
+
+@hookimpl
+def register_adapters(register):
+    register(ADAPTER)
+'''
+
+_GLUE = '''\
+"""What the patches call: every line of logic lives here, never in upstream's files.
+
+A pix2pix-lineage training loop needs about five inserted lines (vem-plugins' docs/api.md)::
+
+    from $pkg import glue                                         # top of the model file
+    glue.add_options(parser)                                      # where upstream adds flags
+    self.vem = glue.attach(self)                                  # end of the model's __init__
+    self.loss_G = glue.add_mi_term(self, self.loss_G, student=self.fake_B, real=self.real_B)
+    self.vem.save(os.path.join(save_dir, f"{epoch}_vem.pth"))     # beside upstream's checkpoint
+
+Everything is a no-op without ``--vem``: upstream behaves exactly as before.
+"""
+from vem_plugins.method import options
+from vem_plugins.method.runtime import Runtime
+
+
+def add_options(parser):
+    """vem-plugins' flags (--vem, --mi, --lambda_mi, --ebm_*, --restore_vem_path) on upstream's
+    parser."""
+    return options.add_options(parser)
+
+
+def attach(model):
+    """The runtime for ``model`` (upstream's options are ``model.opt``), restored from
+    ``--restore_vem_path`` when given. It is not a network of the model: upstream's profile,
+    printouts and checkpoints stay the same."""
+    return Runtime(model.opt, getattr(model, "device", None))
+
+
+def add_mi_term(model, loss, student, teacher=None, real=None, prefix="G_"):
+    """``loss`` plus the MI term after the estimator's own step (the EBM step); ``loss`` itself
+    without --vem. Call it right before the student's ``backward()``. The terms join upstream's
+    loss logging as ``loss_<prefix><name>`` entries of ``model.loss_names``."""
+    vem = model.vem
+    if not vem.enabled:
+        return loss
+    vem.update(student=student, teacher=teacher, real=real)
+    loss = loss + vem.student_loss(student=student, teacher=teacher, real=real)
+    for name, value in vem.log_values().items():
+        setattr(model, f"loss_{prefix}{name}", value)
+        if prefix + name not in model.loss_names:
+            model.loss_names.append(prefix + name)
+    return loss
+'''
+
+_TEST = '''\
+"""The $name adapter's smoke test: upstream's own training, a few iterations, tiny data, CPU.
+
+Run with ``python -m pytest``; it skips, with the reason, when the upstream is unreachable:
+$url
+"""
+from pathlib import Path
+
+import pytest
+
+from $pkg.adapter import ADAPTER
+from vem_plugins.authoring.testing import offline_env, pythonpath
+from vem_plugins.authoring.testing import vem_checkout, vem_dataset, vem_smoke  # noqa: F401 - fixtures
+
+# offline (downloads fail at once), and the package importable by patched upstream code even
+# when it is not pip-installed
+ENV = {**offline_env(), **pythonpath(Path(__file__).parents[1])}
+
+
+@pytest.mark.upstream
+def test_with_vem_the_mi_terms_are_logged_and_the_estimator_restores(vem_smoke):
+    run = vem_smoke(ADAPTER, env=ENV)
+    run.assert_ok()
+    run.assert_mi_logged()
+    run.assert_checkpoint_roundtrip()
+
+
+@pytest.mark.upstream
+def test_without_vem_upstream_runs_without_mi_terms(vem_smoke):
+    run = vem_smoke(ADAPTER, vem=False, env=ENV)
+    run.assert_ok()
+    run.assert_no_mi()
+'''
+
+_CONFTEST = '''\
+"""Makes ``$pkg`` importable when the tests run from a source tree that is not installed."""
+'''
+
+_README = '''\
+# vem-$name
+
+A vem-plugins adapter: VEM distillation (`--vem`) for $url at commit `$short`, without
+forking it.
+
+```bash
+pip install -e .
+vem-plugins install $name    # clones the pin into third_party/$name and patches it
+vem-plugins check $name      # patches apply, requirements import, the smoke recipe runs
+python -m pytest    # the smoke test
+```
+'''
+
+FILES = {
+    "pyproject.toml": _PYPROJECT,
+    "README.md": _README,
+    "conftest.py": _CONFTEST,
+    "$pkg/__init__.py": '"""vem-plugins adapter for $url."""\n',
+    "$pkg/adapter.py": _ADAPTER,
+    "$pkg/glue.py": _GLUE,
+    "$pkg/patches/file_hashes.json": "{}\n",
+    "tests/test_$pkg.py": _TEST,
+}
+
+
+def package_name(name: str) -> str:
+    """The import package of adapter ``name``: ``vem_`` + name with dashes as underscores."""
+    return "vem_" + name.replace("-", "_")
+
+
+def new_adapter(name: str, url: str, commit: str, dest: Path) -> list[Path]:
+    """Write the package skeleton for adapter ``name`` into ``dest``; returns the files."""
+    if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
+        raise InstallError(f"adapter name {name!r}: use lower-case letters, digits and single "
+                           "dashes, starting with a letter (like gan-compression)")
+    if not re.fullmatch(r"[0-9a-fA-F]{40}", commit):
+        raise InstallError(f"--commit {commit}: give the full 40-character commit SHA to pin "
+                           "(git rev-parse HEAD in a clone at the commit you tested)")
+    if not url.strip():
+        raise InstallError("--url: give the upstream repository's git URL")
+    from vem_plugins.plugins import adapters
+    if name in adapters():
+        raise InstallError(f"an adapter named {name!r} is already registered "
+                           "(vem-plugins list); choose another name")
+    dest = Path(dest).absolute()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise InstallError(f"{dest} exists and is not empty; choose another --dir")
+    values = {"name": name, "url": url.strip(), "commit": commit.lower(),
+              "short": commit[:7].lower(), "pkg": package_name(name), "version": __version__}
+    written = []
+    for template, text in FILES.items():
+        path = dest / string.Template(template).substitute(values)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(string.Template(text).substitute(values))
+        written.append(path)
+    return written
