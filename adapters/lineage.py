@@ -3,33 +3,14 @@
 They descend from the same pytorch-CycleGAN-and-pix2pix code, so the same lines break on today's
 stack in each: checkpoint loaders without ``map_location``, ``scipy.linalg.sqrtm(..., disp=False)``
 (removed in SciPy 1.18) in the FID code, and pretrained weights fetched from the network at first
-use. Each adapter's ``*_compat`` module installs these where its upstream looks them up.
+use (named by :mod:`vem_plugins.authoring.compat`'s weights table). Each adapter's ``compat``
+module installs these where its upstream looks them up.
 """
-import os
 import types
 
 import numpy as np
 import torch
 from torch import nn
-
-VGG16 = ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth")
-INCEPTION = ("pt_inception-2015-12-05-6726825d.pth",
-             "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-             "pt_inception-2015-12-05-6726825d.pth")
-
-
-def cached_weights(filename: str) -> str:
-    """Where torch.hub looks for (and downloads) ``filename``: ``$TORCH_HOME/hub/checkpoints``."""
-    return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
-
-
-def missing_weights(weights: tuple[str, str], what: str) -> str:
-    """The message for weights that are neither cached nor downloadable."""
-    filename, url = weights
-    return (f"{what} needs the pretrained weights {filename}: they are not at "
-            f"{cached_weights(filename)} and could not be downloaded from {url}. Download that "
-            f"file on a machine with internet access and put it at that path (set TORCH_HOME to "
-            f"use another cache directory).")
 
 
 def load_network(net, load_path, verbose=True):

@@ -64,8 +64,8 @@ def test_a_good_adapter_passes_every_check(world):
     assert outcome(out, "patches").startswith("ok   1 patch(es) apply to")
     assert outcome(out, "requirements") == "ok   none declared"
     vem = outcome(out, "smoke --vem")
-    assert re.match(r"ok   ebm_loss x3, energy_gap x3 logged; the estimator checkpoint "
-                    r"latest_vem\.pth \(step 3\) restores exactly", vem), vem
+    assert re.match(r"ok   ebm_loss x3, energy_gap x3, mi_skipped x3 logged; the estimator "
+                    r"checkpoint latest_vem\.pth \(step 3\) restores exactly", vem), vem
     assert outcome(out, "smoke without --vem").startswith(
         "ok   no MI terms logged, no estimator checkpoint")
     assert out.rstrip().endswith("toy-gan: all 4 checks passed")

@@ -21,17 +21,13 @@ from pathlib import Path
 import pytest
 
 import vem_plugins
+from helpers import git
 
 SCRIPT = Path(sys.executable).with_name("vem-plugins")
 TRAIN = "".join(f"line {i}\n" for i in range(1, 6))
 VEM_PATCH = ("diff --git a/train.py b/train.py\n--- a/train.py\n+++ b/train.py\n"
              "@@ -1,0 +2,1 @@\n+import toy_vem  # vem\n")
 BAD_PATCH = "--- a/train.py\n+++ b/train.py\n@@ -99,0 +100,1 @@\n+late()\n"
-
-
-def git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
-                           *args], check=True, capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +51,7 @@ def world(tmp_path_factory):
     (plugin / "toyplugin.py").write_text(textwrap.dedent(f"""\
         from pathlib import Path
         from vem_plugins import hookimpl
-        from vem_plugins.authoring.adapter import Adapter
+        from vem_plugins.authoring.adapter import Adapter, Tryout
 
         P = Path(__file__).parent / "toy_patches"
 
@@ -69,6 +65,9 @@ def world(tmp_path_factory):
             register(Adapter(name="toy-nopin", url={str(repo)!r}, commit="1" * 40))
             register(Adapter(name="toy-broken", url={str(repo)!r}, commit={pin!r},
                              patches=(P / "01-bad.patch",), file_hashes={hashes!r}))
+            register(Adapter(name="toy-needs", url={str(repo)!r}, commit={pin!r},
+                             requirements=("numpy", "surely-not-installed-vem-xyz>=1"),
+                             tryout=Tryout(command=("{{python}}", "-c", "open('trained', 'w')"))))
         """))
     info = plugin / "toyplugin-1.0.dist-info"
     info.mkdir()
@@ -189,6 +188,28 @@ def test_errors_are_one_line_and_leave_the_disk_as_it_was(run, args, message):
     assert len(lines) == 1 and lines[0].startswith("vem-plugins: error: "), proc.stderr
     assert re.search(message, lines[0]), lines[0]
     assert tree(run.work) == before
+
+
+def test_missing_requirements_stop_try_before_any_work_and_warn_at_install(run):
+    needs = ("toy-needs needs surely-not-installed-vem-xyz>=1, not installed in this Python "
+             "environment; pip install 'surely-not-installed-vem-xyz>=1'")
+    proc = run("try", "toy-needs", check=False)
+    assert proc.returncode == 1 and proc.stderr == f"vem-plugins: error: {needs}\n"
+    assert list(run.work.iterdir()) == []  # no checkout, no dataset, no training started
+    proc = run("install", "toy-needs")  # the source alone is of use: a warning, and the work
+    assert proc.stderr == f"vem-plugins: warning: {needs}\n"
+    assert proc.stdout.startswith("installed toy-needs")
+
+
+def test_a_built_in_missing_its_requirements_names_the_upstream_extra(monkeypatch, capsys):
+    from vem_plugins.commands import check, cli, tryout
+    monkeypatch.setattr(check, "missing_requirements", lambda adapter: ["tensorboardX"])
+    monkeypatch.setattr(tryout.installer, "install", lambda *a, **k: pytest.fail("try went on"))
+    assert cli.main(["try", "omgd"]) == 1
+    assert capsys.readouterr().err == (
+        "vem-plugins: error: omgd needs tensorboardX, not installed in this Python environment; "
+        "install vem-plugins' upstream extra: pip install -e \".[upstream]\" in its source "
+        "folder\n")
 
 
 def test_interrupted_clone_leaves_no_half_made_directory(run, world, tmp_path):

@@ -4,6 +4,8 @@ import math
 import pytest
 import torch
 
+from vem_plugins.errors import OptionError
+from vem_plugins.method import options
 from vem_plugins.method.estimators.crd import CRD
 from vem_plugins.method.estimators.vem import VEM
 from vem_plugins.method.estimators.vid import VID
@@ -111,10 +113,14 @@ def test_each_estimator_has_its_own_weight_flag_and_width():
     assert {k: e.term_weight for k, e in built.items()} == {"vem": 0.3, "vid": 2.0, "crd": 0.5}
     assert (built["vem"].config["width"], built["vid"].config["width"],
             built["crd"].config["width"]) == (8, 6, 10)
-    with pytest.raises(ValueError, match="--lambda_vid"):
+    with pytest.raises(OptionError, match="--lambda_vid"):
         VID(weight=-1.0)
-    with pytest.raises(ValueError, match="--lambda_crd"):
+    with pytest.raises(OptionError, match="--lambda_crd"):
         CRD(weight=-1.0)
+    with pytest.raises(OptionError, match="--vid_mean: must be one of identity, learned"):
+        VID(mean="gaussian")
+    with pytest.raises(OptionError, match="--crd_width: must be >= 1, got 0"):
+        CRD(width=0)
 
 
 def test_crd_estimate_never_exceeds_log_n_and_batch_one_gets_queue_negatives():
@@ -156,14 +162,14 @@ def test_loading_another_architecture_names_both_configurations():
         VID(width=4).load_state_dict(state)
 
 
-def test_non_finite_iteration_is_skipped_and_counted():
+def test_non_finite_iteration_is_skipped_and_counted(capsys):
     torch.manual_seed(0)
     est = tiny_vem()
     t, s = images(), images(seed=1)
     t[0, 0, 0, 0] = float("nan")
     before = [p.detach().clone() for p in est.parameters()]
-    with pytest.warns(RuntimeWarning, match="non-finite VEM"):
-        stats = est.update(t, s)
+    stats = est.update(t, s)
+    assert "vem-plugins: non-finite VEM update" in capsys.readouterr().out
     assert stats["skipped"] == 1 and int(est.skipped) == 1
     assert all(torch.equal(a, p) for a, p in zip(before, est.parameters()))
     assert est.loss(t, s) is None
@@ -176,17 +182,35 @@ def test_non_finite_iteration_is_skipped_and_counted():
     (dict(noise=-1.0), "--ebm_noise"), (dict(weight=-0.1), "--lambda_mi"),
     (dict(l2=-1.0), "--ebm_l2"), (dict(value_range=(1, -1)), "--ebm_range"),
     (dict(lr=0.0), "--ebm_lr"), (dict(betas=(1.0, 0.9)), "--ebm_betas"),
+    (dict(sampler="exact"), "--ebm_sampler"),
 ])
 def test_bad_hyper_parameters_name_their_flag(kwargs, flag):
-    with pytest.raises(ValueError, match=flag):
+    with pytest.raises(OptionError, match=flag):
         tiny_vem(**kwargs)
+
+
+@pytest.mark.parametrize("flag,value,build", [
+    ("--ebm_steps", 0, lambda: tiny_vem(steps=0)),
+    ("--ebm_range", (1.0, -1.0), lambda: tiny_vem(value_range=(1.0, -1.0))),
+    ("--lambda_vid", -1.0, lambda: VID(weight=-1.0)),
+    ("--vid_width", 0, lambda: VID(mean="learned", width=0)),
+])
+def test_an_argument_and_its_flag_obey_the_same_one_rule(flag, value, build):
+    opt = options.defaults()
+    setattr(opt, flag[2:], value)
+    with pytest.raises(OptionError) as parsed:
+        options.validate(opt)
+    with pytest.raises(OptionError) as built:
+        build()
+    assert str(parsed.value) == str(built.value)
+    assert str(built.value).startswith(flag + ": ") and "\n" not in str(built.value)
 
 
 def test_bad_inputs_name_their_flag():
     est = tiny_vem()
-    with pytest.raises(ValueError, match="--mi_target"):
+    with pytest.raises(OptionError, match="--mi_target"):
         est.update(images(size=16), images(size=8))
-    with pytest.raises(ValueError, match="--ebm_range"):
+    with pytest.raises(OptionError, match="--ebm_range"):
         est.update(images() * 255, images())
     with pytest.raises(RuntimeError, match="update"):
         tiny_vem().loss(images(), images())
@@ -230,7 +254,7 @@ def test_energy_network_uses_the_blocks_that_fit_and_says_so_once(capsys):
     a = est.update(images(size=16), images(size=16, seed=1))
     torch.manual_seed(1)
     assert fresh.update(images(size=16), images(size=16, seed=1)) == a
-    with pytest.raises(ValueError, match="--ebm_blocks: the energy network was trained with 3"):
+    with pytest.raises(OptionError, match="--ebm_blocks: the energy network was trained with 3"):
         est.update(images(size=4), images(size=4, seed=1))
 
 

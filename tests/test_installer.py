@@ -4,15 +4,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from vem_plugins.install import checkout as installer
+from helpers import git
+from vem_plugins.install import checkout as installer, git as gitops
 from vem_plugins.authoring.adapter import Adapter
-from vem_plugins.errors import InstallError
+from vem_plugins.errors import GitError, InstallError
 
 TRAIN = "".join(f"line {i}\n" for i in range(1, 11))
 NET = ("class Net:\n    def __init__(self):\n        self.w = 1\n\n"
@@ -21,11 +24,6 @@ CRLF = "a = 1\r\nb = 2\r\n"
 README = "toy upstream\n"
 WEIGHTS = bytes(range(256)) * 8
 UNREACHABLE = "https://127.0.0.1:9/toy.git"  # nothing listens on the discard port
-
-
-def git(repo, *args, **kw):
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
-                           *args], check=True, capture_output=True, text=True, **kw).stdout
 
 
 def sha(data) -> str:
@@ -482,3 +480,57 @@ def test_missing_blobs_that_are_no_declared_asset_are_an_error(toy, lacking, tmp
                                            r"assets \(assets/weights.bin\)"):
         installer.install(strict, tmp_path / "toy", source=str(lacking), progress=False)
     assert not (tmp_path / "toy").exists() and leftovers(tmp_path) == []
+
+
+# --- the git layer (GitPython) -------------------------------------------------------------
+
+def test_a_clone_with_progress_draws_gitpythons_progress_as_bars(toy, upstream, tmp_path,
+                                                                  capsys):
+    """A file:// URL makes git transfer a pack, so "Receiving objects" is reported; it reaches
+    stderr as a tqdm bar (``|███|``), not as git's own line."""
+    result = installer.install(toy, tmp_path / "toy", source=f"file://{upstream[0]}")
+    assert result.action == "installed"
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert re.search(r"Receiving objects: 100%\|█+\| (\d+)/\1 ", err), err
+
+
+def test_a_stage_gitpython_does_not_know_is_drawn_too(capsys):
+    bars = gitops._Bars()
+    handle = bars.new_message_handler()
+    for line in ("Updating files:  50% (1/2)\n", "Updating files: 100% (2/2), done.\n",
+                 "HEAD is now at 1234567 pin\n"):
+        handle(line)
+    assert bars.bar is None  # closed at "done."
+    assert re.search(r"Updating files: 100%\|█+\| 2/2 ", capsys.readouterr().err)
+    assert bars.other_lines == ["HEAD is now at 1234567 pin"]
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_failing_clone_says_gits_reason(toy, tmp_path, progress):
+    bad = f"file://{tmp_path}/nothing-here.git"
+    with pytest.raises(InstallError, match=rf"cannot clone --from {bad} \(Could not read from "
+                                           r"remote repository\.\)$"):
+        installer.install(toy, tmp_path / "tp" / "toy", source=bad, progress=progress)
+    assert not (tmp_path / "tp").exists()
+
+
+def test_git_errors_keep_gits_reason_in_one_line(upstream):
+    with pytest.raises(GitError, match=r"^git rev-parse failed: Needed a single revision$"):
+        gitops.git(upstream[0], "rev-parse", "--verify", "no-such-ref")
+    rc, out, err = gitops.git(upstream[0], "cat-file", "-e", "no-such-ref", check=False)
+    assert rc == 128 and out == "" and err.startswith("fatal: ")
+    with pytest.raises(GitError, match="cannot change to .*nowhere"):
+        gitops.git(upstream[0] / "nowhere", "status")
+
+
+def test_variables_pointing_git_elsewhere_are_ignored_and_kept(toy, tmp_path, monkeypatch):
+    """As when vem-plugins runs inside a git hook of another repository."""
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "init", "-q", str(elsewhere))
+    monkeypatch.setenv("GIT_DIR", str(elsewhere / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(elsewhere / ".git" / "index"))
+    dest = tmp_path / "toy"
+    assert installer.install(toy, dest, progress=False).action == "installed"
+    assert gitops.head(dest) == toy.commit and gitops.head(elsewhere) is None
+    assert os.environ["GIT_DIR"] == str(elsewhere / ".git")

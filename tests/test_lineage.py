@@ -38,9 +38,3 @@ def test_loaders_restore_on_any_device_and_unwrap_data_parallel(tmp_path):
     lineage.load_optimizer(fresh, tmp_path / "o.pth", verbose=False)
     assert fresh.state_dict()["state"][0]["step"] == 1
 
-
-def test_missing_weights_message_names_file_url_and_place(monkeypatch, tmp_path):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    text = lineage.missing_weights(lineage.VGG16, "the loss")
-    assert str(tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth") in text
-    assert lineage.VGG16[1] in text and text.startswith("the loss needs")

@@ -51,7 +51,7 @@ def test_third_party_estimator_loads_from_an_entry_point(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-estimator\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[vem_plugins]\ntoy = toy_estimator\n")
-    code = ("from vem_plugins.plugins import estimators; from vem_plugins import options;"
+    code = ("from vem_plugins.plugins import estimators; from vem_plugins.method import options;"
             "print(sorted(estimators())); print(options.defaults().mi)")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import toy_upstream as toy
-from toy_upstream import cli, git
+from helpers import git
+from toy_upstream import cli
 
 from vem_plugins.install import checkout as installer, refresh
 from vem_plugins.authoring.adapter import Adapter
@@ -212,3 +213,6 @@ def test_line_endings_and_repeats_survive_the_round_trip(tmp_path, text, edited)
                                 file_hashes=result.file_hashes)
     installer.install(final, tmp_path / "fresh", progress=False)
     assert (tmp_path / "fresh" / "f.py").read_bytes() == edited.encode()
+    # the series read back (patchset.parse) is the one written: refreshing again changes nothing
+    again = refresh.refresh(final, tmp_path / "fresh", patch_dir=tmp_path / "patches")
+    assert again.patches == [("01-vem.patch", "unchanged")]

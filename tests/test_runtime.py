@@ -4,6 +4,7 @@ import argparse
 import pytest
 import torch
 
+from vem_plugins.errors import OptionError
 from vem_plugins.method import options
 from vem_plugins.method.runtime import Runtime
 
@@ -36,9 +37,9 @@ def test_disabled_runtime_changes_nothing():
 
 
 @pytest.mark.parametrize("argv,name,keys", [
-    (("--vem",), "VEM", {"mi", "ebm_loss", "energy_gap", "skipped"}),
-    (("--mi", "vid"), "VID", {"mi", "vid_nll", "skipped"}),
-    (("--vem", "--mi", "crd"), "CRD", {"mi", "crd_loss", "crd_estimate", "skipped"}),
+    (("--vem",), "VEM", {"mi", "ebm_loss", "energy_gap", "mi_skipped"}),
+    (("--mi", "vid"), "VID", {"mi", "vid_nll", "mi_skipped"}),
+    (("--vem", "--mi", "crd"), "CRD", {"mi", "crd_loss", "crd_estimate", "mi_skipped"}),
 ])
 def test_flags_select_the_estimator_and_its_log_values(argv, name, keys):
     rt = Runtime(parse(*argv, *TINY))
@@ -98,7 +99,7 @@ def test_loading_another_estimator_or_width_fails_clearly(tmp_path):
     (("--ebm_step_size", "0"), "--ebm_step_size"), (("--ebm_range", "1,-1"), "--ebm_range"),
 ])
 def test_bad_flags_are_rejected_when_the_runtime_is_built(argv, flag):
-    with pytest.raises(ValueError, match=flag):
+    with pytest.raises(OptionError, match=flag):
         Runtime(parse("--vem", *argv))
 
 
@@ -109,14 +110,14 @@ def test_range_flag_parses_pairs_and_none():
         parse("--ebm_range", "1")
 
 
-def test_non_finite_student_output_adds_nothing():
+def test_non_finite_student_output_adds_nothing(capsys):
     rt = Runtime(parse("--vem", *TINY))
     x, teacher, real = batch()
     s = torch.full_like(x, float("nan"), requires_grad=True)
-    with pytest.warns(RuntimeWarning):
-        rt.update(student=s, teacher=teacher, real=real)
+    rt.update(student=s, teacher=teacher, real=real)
+    assert "vem-plugins: non-finite VEM" in capsys.readouterr().out
     loss = rt.student_loss(student=s, teacher=teacher, real=real)
-    assert loss.item() == 0.0 and rt.log_values()["skipped"] == 1
+    assert loss.item() == 0.0 and rt.log_values()["mi_skipped"] == 1
 
 
 def test_restore_vem_path_resumes_at_construction(tmp_path):
@@ -154,3 +155,49 @@ def test_langevin_step_size_is_the_papers_for_the_dataset_and_the_log_says_why(
 def test_baselines_do_not_log_a_langevin_step(capsys):
     Runtime(parse("--mi", "vid"))
     assert "Langevin" not in capsys.readouterr().out
+
+
+class Model:
+    """What pix2pix-lineage code logs from: ``loss_names`` and ``loss_<name>`` attributes."""
+
+    def __init__(self):
+        self.loss_names = ["G_GAN"]
+
+
+def test_step_is_the_whole_sequence_and_publishes_one_naming_scheme(capsys):
+    rt, net, model = Runtime(parse("--vem", *TINY)), torch.nn.Conv2d(3, 3, 3, padding=1), Model()
+    x, teacher, real = batch()
+    loss = torch.zeros(())
+    total = rt.add_term(loss, student=net(x), teacher=teacher, real=real, log_to=model,
+                        prefix="G_")
+    total.backward()
+    assert net.weight.grad.abs().sum() > 0 and rt.context.step == 1  # term added, step counted
+    assert rt.estimator.optimizer.state  # the energy model took its own step first
+    assert model.loss_names[0] == "G_GAN"
+    assert set(model.loss_names[1:]) == {"G_mi", "G_energy_gap", "G_ebm_loss", "G_mi_skipped"}
+    assert model.loss_G_mi == pytest.approx(float(rt.losses["mi"]))
+    assert model.loss_G_mi_skipped == 0
+    out = capsys.readouterr().out
+    assert out.count("vem-plugins: the vem estimator has") == 1  # said at the first step only
+    rt.step(student=net(x), teacher=teacher, real=real, log_to=model, prefix="G_")
+    assert model.loss_names.count("G_mi") == 1
+    assert "estimator has" not in capsys.readouterr().out
+
+
+def test_a_skipped_step_keeps_every_logged_column(capsys):
+    rt, model = Runtime(parse("--vem", *TINY)), Model()
+    x, teacher, real = batch()
+    rt.step(student=x.clone().requires_grad_(), teacher=teacher, real=real, log_to=model)
+    nan = torch.full_like(x, float("nan"), requires_grad=True)
+    term = rt.step(student=nan, teacher=teacher, real=real, log_to=model)
+    assert "1 skipped so far" in capsys.readouterr().out
+    assert term.item() == 0.0
+    assert sorted(model.loss_names[1:]) == ["ebm_loss", "energy_gap", "mi", "mi_skipped"]
+    assert model.loss_mi == 0.0 and model.loss_mi_skipped == 1
+
+
+def test_without_vem_step_returns_none_and_add_term_the_same_loss():
+    rt, model, loss = Runtime(parse()), Model(), torch.ones(())
+    assert rt.step(student=batch()[0], log_to=model) is None and rt.estimator is None
+    assert rt.add_term(loss, student=batch()[0], log_to=model) is loss
+    assert model.loss_names == ["G_GAN"]

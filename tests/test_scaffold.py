@@ -130,7 +130,7 @@ def test_plugins_for_another_version_are_skipped_with_a_warning_naming_the_hook(
 
 
 def test_the_runtime_runs_beside_skipped_plugins(skewed):
-    code = ("import warnings, torch; from vem_plugins import options; "
+    code = ("import warnings, torch; from vem_plugins.method import options; "
             "from vem_plugins.method.runtime import Runtime\n"
             "opt = options.defaults(); opt.vem, opt.ebm_width, opt.ebm_blocks = True, 2, 1\n"
             "with warnings.catch_warnings(record=True) as seen:\n"
@@ -140,7 +140,7 @@ def test_the_runtime_runs_beside_skipped_plugins(skewed):
     proc = subprocess.run([sys.executable, "-c", code], env=skewed, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[-1].split("]")[0] + "]" == "['ebm_loss', 'energy_gap', 'skipped']"
+    assert proc.stdout.splitlines()[-1].split("]")[0] + "]" == "['ebm_loss', 'energy_gap', 'mi', 'mi_skipped']"
     assert proc.stdout.split()[-1] == "3"
 
 

@@ -66,8 +66,8 @@ def test_vem_flags_are_taken_out_of_argv_and_shell_scripts():
     opt = smoke.vem_options(flags)
     assert (opt.vem, opt.ebm_width, opt.mi, opt.lambda_mi, opt.ebm_range) == \
         (True, 8, "vid", 0.2, None)
-    assert smoke.mi_names(opt) == ["vid_nll"]
-    assert smoke.mi_names(smoke.vem_options(["--vem"])) == ["ebm_loss", "energy_gap"]
+    assert smoke.mi_names(opt) == ["mi_skipped", "vid_nll"]
+    assert smoke.mi_names(smoke.vem_options(["--vem"])) == ["ebm_loss", "energy_gap", "mi_skipped"]
 
 
 # --- what the assertions catch ------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_smoke_with_vem_logs_the_terms_and_saves_a_restorable_estimator(vem_smok
     adapter, env = toy_adapter
     run = vem_smoke(adapter, env=env)
     run.assert_ok()
-    assert run.assert_mi_logged() == {"ebm_loss": 3, "energy_gap": 3}
+    assert run.assert_mi_logged() == {"ebm_loss": 3, "energy_gap": 3, "mi_skipped": 3}
     assert run.assert_checkpoint_roundtrip() == ("latest_vem.pth", 3)
     assert vem_smoke(adapter, env=env) is run  # cached for the session
 

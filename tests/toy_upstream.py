@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import git
+
 SCRIPT = Path(sys.executable).with_name("vem-plugins")
 
 UPSTREAM = {
@@ -112,11 +114,6 @@ SMOKE = '''smoke=Smoke(dataset="aligned", size=16, count=2, log="{out}/log.txt",
                          "{out}", "--vem", "--ebm_width", "4", "--ebm_blocks", "1",
                          "--ebm_steps", "2")),
 '''
-
-
-def git(repo, *args) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t",
-                           *args], check=True, capture_output=True, text=True).stdout
 
 
 def make_upstream(root: Path, files=UPSTREAM) -> tuple[Path, str]:

@@ -28,8 +28,8 @@ teacher's image for the same latent and style mixing, captured in ``KD_loss`` be
 and detached; real images are not used. The lazy regularisation steps (R1, path length) and the
 EMA update are untouched. The StyleGAN2 student has no tanh, so Langevin samples are not clamped
 (``--ebm_range`` defaults to ``none`` here); the Langevin step 50 (unless ``--ebm_step_size`` is
-given) and ``--lambda_mi 0.05`` follow the paper's FFHQ setting. The training log gains ``MI_Loss`` (the weighted term),
-``MI_energy_gap``, ``MI_ebm_loss`` and ``MI_skipped``; the estimator and its optimiser are saved
+given) and ``--lambda_mi 0.05`` follow the paper's FFHQ setting. The training log gains ``G_mi``
+(the weighted term), ``G_energy_gap``, ``G_ebm_loss`` and ``G_mi_skipped``; the estimator and its optimiser are saved
 under ``'vem'`` in CAGC's checkpoint dict and restored by ``--load_train_state True``; ``g`` and
 ``g_ema`` are unchanged.
 
@@ -54,8 +54,9 @@ import importlib.resources
 
 from vem_plugins import hookimpl
 from vem_plugins.authoring.adapter import Adapter, Smoke, patch_series
+from vem_plugins.authoring.compat import FACE_PARSING
 
-PARSING_WEIGHTS = "Util/face_parsing/pretrained_model/79999_iter.pth"
+PARSING_WEIGHTS = FACE_PARSING.location
 FID_STATS = "Evaluation/inception_ffhq_embed/self_ffhq_{}_inception_embeddings_eval_mode.pkl"
 
 ADAPTER = Adapter(
@@ -77,8 +78,8 @@ ADAPTER = Adapter(
     smoke=Smoke(
         dataset="unconditional", size=16, count=16,
         command=("bash", "-c",
-                 "{python} -c 'from vem_plugins.adapters import cagc; "
-                 "cagc.write_random_checkpoints(\"{out}\", 16)' && root=$PWD && cd {out} && "
+                 "{python} -c 'from vem_plugins.adapters.cagc import adapter; "
+                 "adapter.write_random_checkpoints(\"{out}\", 16)' && root=$PWD && cd {out} && "
                  "{python} $root/train.py --path {data}/train --size 16 --iter 2 --batch_size 2 "
                  "--channel_multiplier 1 --ckpt student.pt --teacher_ckpt teacher.pt "
                  "--content_aware_KD False --kd_lpips_lambda 0 --model_save_freq 1 "

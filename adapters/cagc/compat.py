@@ -11,16 +11,15 @@ import functools
 import importlib.util
 import sys
 import types
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-FID_STATS = "Evaluation/inception_ffhq_embed/self_ffhq_{}_inception_embeddings_eval_mode.pkl"
-INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
-VGG16 = "vgg16-397923af.pth"
+from vem_plugins.adapters.cagc.adapter import FID_STATS
+from vem_plugins.authoring.compat import (FACE_PARSING, INCEPTION, VGG16, missing_weights,
+                                          replace_once, tell)
 
 
 def _native_fused_leaky_relu(input, bias=None, negative_slope=0.2, scale=2 ** 0.5):
@@ -56,8 +55,8 @@ def _guard_cuda_ops():
     finally:
         cpp_extension.load = build
     if failures:
-        warnings.warn("vem-plugins: CAGC's CUDA ops did not build (" + "; ".join(failures) +
-                      "); using pure-PyTorch versions (slower)")
+        tell("CAGC's CUDA ops did not build (" + "; ".join(failures) +
+             "); using pure-PyTorch versions (slower)")
         fused, upfirdn = sys.modules["op.fused_act"], sys.modules["op.upfirdn2d"]
 
         def upfirdn2d(input, kernel, up=1, down=1, pad=(0, 0)):
@@ -120,17 +119,13 @@ def present_devices(ids, primary):
 def _lpips_on_present_device(init):
     """LPIPS is built with ``use_gpu=True``: use a GPU only if there is one, and name the weights
     file when torchvision cannot download VGG16."""
-    @functools.wraps(init)
     def __init__(self, *args, **kwargs):
         kwargs["use_gpu"] = kwargs.get("use_gpu", True) and torch.cuda.is_available()
         try:
             init(self, *args, **kwargs)
         except OSError as exc:
-            weights = Path(torch.hub.get_dir()) / "checkpoints" / VGG16
-            raise RuntimeError(f"LPIPS KD (--kd_lpips_lambda > 0) needs torchvision's VGG16 "
-                               f"weights {weights} (https://download.pytorch.org/models/{VGG16}): "
-                               f"put the file there, or pass --kd_lpips_lambda 0") from exc
-    __init__.vem_compat = True
+            raise RuntimeError(missing_weights(VGG16, "LPIPS KD (--kd_lpips_lambda > 0)")
+                               + " Or pass --kd_lpips_lambda 0.") from exc
     return __init__
 
 
@@ -143,13 +138,11 @@ def fix_train(hyperparams, lpips):
     """
     ids, primary = present_devices(hyperparams.gpu_device_ids, hyperparams.primary_device)
     if (ids, primary) != (hyperparams.gpu_device_ids, hyperparams.primary_device):
-        warnings.warn(f"vem-plugins: train_hyperparams.py asks for GPUs "
-                      f"{hyperparams.gpu_device_ids} and {hyperparams.primary_device}; using "
-                      f"{ids if primary != 'cpu' else 'no GPU'} and {primary}")
+        tell(f"train_hyperparams.py asks for GPUs {hyperparams.gpu_device_ids} and "
+             f"{hyperparams.primary_device}; using {ids if primary != 'cpu' else 'no GPU'} and "
+             f"{primary}")
         hyperparams.gpu_device_ids, hyperparams.primary_device = ids, primary
-    loss = lpips.PerceptualLoss
-    if not getattr(loss.__init__, "vem_compat", False):
-        loss.__init__ = _lpips_on_present_device(loss.__init__)
+    replace_once(lpips.PerceptualLoss, "__init__", _lpips_on_present_device)
 
 
 def str2bool(text: str) -> bool:
@@ -177,10 +170,8 @@ def _missing_fid_files(root: Path, size: int) -> list[str]:
         missing.append(f"FFHQ statistics for {size} px (CAGC has them for 256 and 1024 px only)")
     elif not (root / FID_STATS.format(size)).exists():
         missing.append(f"{root / FID_STATS.format(size)} (in CAGC's GitHub repository)")
-    weights = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION
-    if not weights.exists():
-        missing.append(f"{weights} (https://github.com/mseitzer/pytorch-fid/releases/download/"
-                       f"fid_weights/{INCEPTION})")
+    if not Path(INCEPTION.path()).exists():
+        missing.append(f"{INCEPTION.path()} ({INCEPTION.url})")
     return missing
 
 
@@ -200,7 +191,7 @@ def guarded_fid(get_fid_score, args):
             missing = _missing_fid_files(root, args.size)
             text = f"failed ({type(exc).__name__}: {exc})" + \
                 (f"; missing: {'; '.join(missing)}" if missing else "")
-            warnings.warn("vem-plugins: FID " + text)
+            tell("FID " + text)
             return text
     return run
 
@@ -218,7 +209,8 @@ def _no_backbone_download(parsing_module):
 
 
 def _parsing_weights(module) -> Path:
-    return Path(module.__file__).parent / "face_parsing" / "pretrained_model" / "79999_iter.pth"
+    """Where CAGC looks for the face-parsing weights: ``Util/`` is ``module``'s folder."""
+    return Path(module.__file__).parents[1] / FACE_PARSING.location
 
 
 def parsing_net_or_none(get_parsing_net, args):
@@ -230,9 +222,8 @@ def parsing_net_or_none(get_parsing_net, args):
     @functools.wraps(get_parsing_net)
     def run(device):
         if not weights.exists():
-            warnings.warn(f"vem-plugins: content-aware KD needs the face-parsing weights {weights} "
-                          f"(79999_iter.pth, in CAGC's GitHub repository); distilling on the whole "
-                          f"image instead")
+            tell(missing_weights(FACE_PARSING, "Content-aware KD", weights)
+                 + " Distilling on the whole image instead.")
             args.content_aware_KD = False
             return None, None
         with _no_backbone_download(module):
@@ -248,21 +239,20 @@ def fix_prune(score_fn, device: str) -> str:
     :return: the device to use (CPU when there is no GPU).
     """
     module = sys.modules[score_fn.__module__]
-    get_parsing_net = module.Get_Parsing_Net
+    replace_once(module, "Get_Parsing_Net", functools.partial(_parsing_net_required, module))
+    return device if torch.cuda.is_available() else "cpu"
+
+
+def _parsing_net_required(module, get_parsing_net):
+    """``Get_Parsing_Net`` for pruning: the face-parsing weights are required, and named."""
     weights = _parsing_weights(module)
 
-    @functools.wraps(get_parsing_net)
     def run(dev):
         if not weights.exists():
-            raise FileNotFoundError(f"content-aware pruning needs the face-parsing weights "
-                                    f"{weights} (79999_iter.pth, in CAGC's GitHub repository)")
+            raise FileNotFoundError(missing_weights(FACE_PARSING, "Content-aware pruning", weights))
         with _no_backbone_download(module):
             return get_parsing_net(dev)
-
-    if not getattr(get_parsing_net, "vem_compat", False):
-        run.vem_compat = True
-        module.Get_Parsing_Net = run
-    return device if torch.cuda.is_available() else "cpu"
+    return run
 
 
 def layerwise_scores(grad_score_list):

@@ -4,8 +4,7 @@
 """
 from __future__ import annotations
 
-import warnings
-
+from vem_plugins.messages import tell
 from vem_plugins.method import options
 from vem_plugins.method.runtime import Runtime
 
@@ -44,21 +43,15 @@ def capture_teacher(args, teacher_img):
 def add_mi_term(args, total_loss, student_img):
     """The estimator's step, then ``total_loss + lambda * term`` (``total_loss`` when disabled)."""
     glue = args.vem_glue
-    if not glue.runtime.enabled:
-        return total_loss
     teacher, glue.teacher = glue.teacher, None
-    glue.runtime.update(student=student_img, teacher=teacher)
-    return total_loss + glue.runtime.student_loss(student=student_img, teacher=teacher)
+    return glue.runtime.add_term(total_loss, student=student_img, teacher=teacher)
 
 
 def log_text(args) -> str:
-    """The MI terms for CAGC's per-iteration log line ('' when disabled)."""
-    runtime = args.vem_glue.runtime
-    if not runtime.enabled:
-        return ""
-    values = {"mi": 0.0, **runtime.log_values()}
-    return "".join(f" {'MI_Loss' if key == 'mi' else 'MI_' + key}: {round(float(value), 3)}"
-                   for key, value in values.items())
+    """The MI terms for CAGC's per-iteration log line, in its ``name: value`` style (``G_mi``,
+    ``G_energy_gap``, ...; '' when disabled)."""
+    values = args.vem_glue.runtime.log_values(prefix="G_")
+    return "".join(f" {key}: {round(float(value), 3)}" for key, value in values.items())
 
 
 def checkpoint_entries(args) -> dict:
@@ -75,4 +68,4 @@ def restore(args, ckpt):
     if "vem" in ckpt:
         runtime.load_state_dict(ckpt["vem"])
     else:
-        warnings.warn(f"vem-plugins: {args.ckpt} holds no estimator state; it starts afresh")
+        tell(f"{args.ckpt} holds no estimator state; the estimator starts afresh")

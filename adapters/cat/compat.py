@@ -41,6 +41,8 @@ import sys
 import sysconfig
 import types
 
+from vem_plugins.authoring.compat import replace_once
+
 
 def use_stdlib_profile() -> None:
     """Load the standard library's ``profile`` under its name before CAT's ``profile.py`` can be."""
@@ -98,23 +100,21 @@ def _torch_without_required_cuda():
 
 def fix_model_profiling(namespace: dict) -> None:
     """``utils/model_profiling.py``: profile on CPU when there is no CUDA."""
-    import torch
-    gc = _gc()
     namespace["torch"] = _torch_without_required_cuda()
-    profiling = namespace["model_profiling"]
-    if gc.is_fixed(profiling):
-        return
+    replace_once(namespace, "model_profiling", _profiling_without_cuda)
+
+
+def _profiling_without_cuda(profiling):
+    import torch
     signature = inspect.signature(profiling)
 
-    @gc.mark_fixed
-    @functools.wraps(profiling)
     def model_profiling(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         bound.arguments["use_cuda"] = bound.arguments["use_cuda"] and torch.cuda.is_available()
         return profiling(*bound.args, **bound.kwargs)
 
-    namespace["model_profiling"] = model_profiling
+    return model_profiling
 
 
 def fix_common(namespace: dict) -> None:
@@ -143,13 +143,10 @@ def resume_after_pruning(cls) -> None:
     ``setup()`` calls ``load_networks()`` before pruning, ``trainer.py`` calls
     ``load_networks(restore_pretrain=False)`` after it; upstream loaded everything both times.
     """
-    gc = _gc()
-    load = cls.load_networks
-    if gc.is_fixed(load):
-        return
+    replace_once(cls, "load_networks", _pruned_loaded_after_pruning)
 
-    @gc.mark_fixed
-    @functools.wraps(load)
+
+def _pruned_loaded_after_pruning(load):
     def load_networks(self, verbose=True, teacher_only=False, restore_pretrain=True):
         if not getattr(self.opt, "prune_continue", False):
             return load(self, verbose, teacher_only, restore_pretrain)
@@ -160,7 +157,7 @@ def resume_after_pruning(cls) -> None:
         with _unset(self.opt, *hidden):
             return load(self, verbose, teacher_only, restore_pretrain)
 
-    cls.load_networks = load_networks
+    return load_networks
 
 
 def fix_distillers(namespace: dict) -> None:

@@ -25,20 +25,10 @@ The student CAT profiles (MACs), counts, saves and exports to ONNX is ``netG_stu
 """
 from __future__ import annotations
 
-import functools
 import importlib
 
 from vem_plugins.adapters.gan_compression import glue
-
-
-def _wrap(cls, name, make):
-    """Replace ``cls.name`` by ``make(original)`` once (a second install keeps the first)."""
-    original = getattr(cls, name)
-    if getattr(original, "__vem_plugins_wired__", False):
-        return
-    wrapper = functools.wraps(original)(make(original))
-    wrapper.__vem_plugins_wired__ = True
-    setattr(cls, name, staticmethod(wrapper) if name == "modify_commandline_options" else wrapper)
+from vem_plugins.authoring.compat import replace_once
 
 
 def install() -> None:
@@ -70,7 +60,7 @@ def install() -> None:
             glue.save(self, epoch)
         return wrapper
 
-    _wrap(cls, "modify_commandline_options", modify_commandline_options)
-    _wrap(cls, "__init__", init)
-    _wrap(cls, "backward_G", backward_G)
-    _wrap(cls, "save_networks", save_networks)
+    replace_once(cls, "modify_commandline_options", modify_commandline_options)
+    replace_once(cls, "__init__", init)
+    replace_once(cls, "backward_G", backward_G)
+    replace_once(cls, "save_networks", save_networks)

@@ -18,8 +18,8 @@ The fixes:
 * evaluation nets (FID Inception, Cityscapes DRN) are built only when wanted and available:
   ``--no_fid`` / ``--no_mIoU`` are honoured everywhere (upstream half-implements them), and missing
   weights (the Inception file is downloaded at model construction; the DRN file is a local
-  ``--drn_path``) switch that metric off with a printed message naming the file instead of
-  crashing training; the metric is then logged as ``nan``;
+  ``--drn_path``) switch that metric off with a message naming the file instead of crashing
+  training; the metric is then logged as ``nan``;
 * ``distillers/resnet_distiller.py`` and ``supernets/resnet_supernet.py`` compute the feature
   distillation loss through ``replicate``/``parallel_apply``/``gather``, which fails without a GPU:
   on CPU it is computed directly (GPU runs keep upstream's code);
@@ -45,25 +45,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vem_plugins.adapters import lineage
-
-FID_WEIGHTS = lineage.INCEPTION[0]
-DRN_WEIGHTS_SOURCE = "http://go.yf.io/drn-cityscapes-models (drn-d-105_ms_cityscapes.pth)"
+from vem_plugins.authoring.compat import (DRN_CITYSCAPES, INCEPTION, missing_weights, replace_once,
+                                          tell, wrap_once)
 
 
 def fix(namespace: dict) -> None:
     """Apply the fixes for the upstream module whose ``globals()`` these are (see :data:`FIXES`)."""
     for apply in FIXES.get(namespace["__name__"], ()):
         apply(namespace)
-
-
-def mark_fixed(function):
-    """Mark a replacement so that fixing a module twice (a re-import) does not wrap it twice."""
-    function.__vem_plugins_fixed__ = True
-    return function
-
-
-def is_fixed(function) -> bool:
-    return getattr(function, "__vem_plugins_fixed__", False)
 
 
 # -- evaluation networks: built only when wanted and available --------------------------------
@@ -93,8 +82,8 @@ def fid_weights(url, *args, progress=True, **kwargs):
         return torch.hub.load_state_dict_from_url(url, progress=progress, map_location="cpu",
                                                   weights_only=True)
     except OSError as exc:  # URLError, HTTPError, socket errors
-        weights = (os.path.basename(url), url)
-        raise MissingWeights(f"{lineage.missing_weights(weights, 'FID')} ({exc})") from exc
+        weights = INCEPTION._replace(file=os.path.basename(url), url=url)
+        raise MissingWeights(f"{missing_weights(weights, 'FID')} ({exc})") from exc
 
 
 class _Optional:
@@ -123,8 +112,8 @@ def _off_reasons(opt) -> dict[str, tuple[str, str | None]]:
     if getattr(opt, "no_mIoU", False):
         drn = "--no_mIoU"
     elif not os.path.exists(getattr(opt, "drn_path", "") or ""):
-        drn = (f"the DRN weights --drn_path {getattr(opt, 'drn_path', None)} do not exist; get "
-               f"them from {DRN_WEIGHTS_SOURCE}, or pass --no_mIoU")
+        drn = (missing_weights(DRN_CITYSCAPES, "The Cityscapes mIoU",
+                               getattr(opt, "drn_path", None)) + " Or pass --no_mIoU.")
     else:
         drn = None
     return {"InceptionV3": ("FID", "--no_fid" if getattr(opt, "no_fid", False) else None),
@@ -149,19 +138,14 @@ def _drop_disabled(net):
     """None for a (possibly DataParallel-wrapped) :class:`Disabled`, printing why; else ``net``."""
     inner = getattr(net, "module", net)
     if isinstance(inner, Disabled):
-        print(f"vem-plugins: {inner.metric} evaluation is skipped (logged as nan): {inner.reason}",
-              flush=True)
+        tell(f"{inner.metric} evaluation is skipped (logged as nan): {inner.reason}")
         return None
     return net
 
 
+@wrap_once
 def optional_metric_models(create):
     """Wrap ``metric.create_metric_models(opt, device)``: unavailable networks come back as None."""
-    if is_fixed(create):
-        return create
-
-    @mark_fixed
-    @functools.wraps(create)
     def create_metric_models(opt, device):
         with _optional_metric_nets(create.__globals__, opt):
             nets = create(opt, device)
@@ -172,12 +156,10 @@ def optional_metric_models(create):
 
 def optional_metric_nets_in_init(cls) -> None:
     """Wrap ``cls.__init__(self, opt)`` so that its ``inception_model``/``drn_model`` are optional."""
-    init = cls.__init__
-    if is_fixed(init):
-        return
+    replace_once(cls, "__init__", _optional_nets_in_init)
 
-    @mark_fixed
-    @functools.wraps(init)
+
+def _optional_nets_in_init(init):
     def __init__(self, opt, *args, **kwargs):
         with _optional_metric_nets(init.__globals__, opt):
             init(self, opt, *args, **kwargs)
@@ -185,17 +167,14 @@ def optional_metric_nets_in_init(cls) -> None:
             if hasattr(self, name):
                 setattr(self, name, _drop_disabled(getattr(self, name)))
 
-    cls.__init__ = __init__
+    return __init__
 
 
+@wrap_once
 def nan_without_model(metric):
     """Wrap a metric function taking ``model``: ``nan`` when upstream passes None (metric off)."""
-    if is_fixed(metric):
-        return metric
     signature = inspect.signature(metric)
 
-    @mark_fixed
-    @functools.wraps(metric)
     def wrapper(*args, **kwargs):
         if signature.bind(*args, **kwargs).arguments.get("model") is None:
             return float("nan")
@@ -216,18 +195,16 @@ def add_eval_flags(parser) -> None:
 
 def eval_flags_in_options(cls) -> None:
     """Make ``cls.modify_commandline_options`` add ``--no_fid``/``--no_mIoU`` when missing."""
-    setter = cls.modify_commandline_options
-    if is_fixed(setter):
-        return
+    replace_once(cls, "modify_commandline_options", _with_eval_flags)
 
-    @mark_fixed
-    @functools.wraps(setter)
+
+def _with_eval_flags(setter):
     def modify_commandline_options(parser, is_train=True):
         parser = setter(parser, is_train)
         add_eval_flags(parser)
         return parser
 
-    cls.modify_commandline_options = staticmethod(modify_commandline_options)
+    return modify_commandline_options
 
 
 # -- NumPy 2 and SciPy 1.18 --------------------------------------------------------------------
@@ -258,9 +235,9 @@ def fix_metric_package(namespace: dict) -> None:
             _module(name).np = _NumPyWithAliases("numpy")
     for name in ("get_fid", "get_cityscapes_mIoU", "get_mIoU"):
         if name in namespace:
-            namespace[name] = nan_without_model(namespace[name])
+            replace_once(namespace, name, nan_without_model)
     if "create_metric_models" in namespace:
-        namespace["create_metric_models"] = optional_metric_models(namespace["create_metric_models"])
+        replace_once(namespace, "create_metric_models", optional_metric_models)
 
 
 def fix_model_class(class_name: str):
@@ -273,13 +250,9 @@ def fix_model_class(class_name: str):
 
 # -- CPU -----------------------------------------------------------------------------------------
 
+@wrap_once
 def _single_device_distill_loss(original, adaptor_kwargs):
     """``calc_distill_loss`` without ``replicate``/``parallel_apply``/``gather`` when on CPU."""
-    if is_fixed(original):
-        return original
-
-    @mark_fixed
-    @functools.wraps(original)
     def calc_distill_loss(self):
         if self.gpu_ids:
             return original(self)
@@ -299,8 +272,8 @@ def _single_device_distill_loss(original, adaptor_kwargs):
 
 def _fix_distill_loss(class_name: str, adaptor_kwargs):
     def apply(namespace: dict) -> None:
-        cls = namespace[class_name]
-        cls.calc_distill_loss = _single_device_distill_loss(cls.calc_distill_loss, adaptor_kwargs)
+        replace_once(namespace[class_name], "calc_distill_loss",
+                     functools.partial(_single_device_distill_loss, adaptor_kwargs=adaptor_kwargs))
     return apply
 
 

@@ -46,48 +46,17 @@ def attach(model, opt) -> None:
     twice with ``--prune_continue``).
     """
     model.vem = Runtime(opt, model.device)
-    model.vem_log_names = []
-
-
-def log_names(values: dict) -> dict:
-    """vem-plugins' values under names upstream logs: ``G_`` + name, no digits.
-
-    ``get_current_losses`` asserts on names without a ``G_``/``D_`` prefix and hides names with
-    digits from the console. ``skipped`` (estimator steps skipped as non-finite) becomes
-    ``G_mi_skipped``; the others keep theirs: ``G_mi`` (the weighted term), ``G_energy_gap``,
-    ``G_ebm_loss`` (VEM), ``G_vid_nll`` (VID), ``G_crd_loss``/``G_crd_estimate`` (CRD).
-    """
-    return {"G_" + ("mi_skipped" if key == "skipped" else key): value
-            for key, value in values.items()}
-
-
-def _log(model) -> None:
-    values = log_names(model.vem.log_values())
-    for name in model.vem_log_names:
-        values.setdefault(name, 0.0)  # a term skipped as non-finite added nothing
-    for name, value in values.items():
-        setattr(model, "loss_" + name, value)
-        if name not in model.loss_names:
-            model.loss_names.append(name)
-            model.vem_log_names.append(name)
 
 
 def student_term(model):
-    """The EBM step, then the weighted MI term for the student (None without ``--vem``)."""
-    vem = model.vem
-    if not vem.enabled:
-        return None
+    """The estimator's step, then the weighted MI term for the student (None without
+    ``--vem``); the values join upstream's loss log as ``G_mi``, ``G_energy_gap``, ... (``G_``:
+    ``get_current_losses`` asserts on names without a ``G_``/``D_`` prefix)."""
+    if not model.vem.enabled:
+        return None  # upstream's attributes untouched
     real = model.real_B if model.opt.dataset_mode == "aligned" else None
-    tensors = dict(student=model.Sfake_B, teacher=model.Tfake_B, real=real)
-    first = not vem.modules()
-    vem.update(**tensors)
-    term = vem.student_loss(**tensors)
-    if first:
-        count = sum(p.numel() for m in vem.modules() for p in m.parameters())
-        print(f"vem-plugins: the {model.opt.mi or 'vem'} estimator has {count / 1e6:.3f} M "
-              f"parameters (trained beside the student, not part of it)", flush=True)
-    _log(model)
-    return term
+    return model.vem.step(student=model.Sfake_B, teacher=model.Tfake_B, real=real, log_to=model,
+                          prefix="G_")
 
 
 def add_student_term(model, loss_G):

@@ -24,8 +24,8 @@ With ``--vem`` (:mod:`vem_plugins.adapters.gcc.glue`), in each model's ``backwar
 estimator takes its own step, then ``--lambda_mi`` x its term joins ``loss_G`` before
 ``loss_G.backward()``. t is the detached output of the online teacher for the same latent or
 input (SAGAN; CycleGAN, one estimator per direction) or the real target of paired data (pix2pix,
-SRGAN); ``--mi_target`` overrides. ``logger.log`` shows ``mi`` (the weighted term),
-``mi_energy_gap``, ``mi_ebm_loss`` and ``mi_skipped`` (``mi_A_*``/``mi_B_*`` for CycleGAN; other
+SRGAN); ``--mi_target`` overrides. ``logger.log`` shows ``G_mi`` (the weighted term),
+``G_energy_gap``, ``G_ebm_loss`` and ``G_mi_skipped`` (``G_A_*``/``G_B_*`` for CycleGAN; other
 statistics for ``--mi vid|crd``). GCC saves only ``{G, D, epoch, cfg, fid}`` and cannot resume, so
 the estimator and its optimiser are saved beside each checkpoint as ``<checkpoint>_vem.pth``
 (``_vemA``/``_vemB`` for CycleGAN), loadable with :meth:`vem_plugins.method.runtime.Runtime.load`; the

@@ -10,8 +10,7 @@ import os
 
 import torch
 
-INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
-INCEPTION_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{INCEPTION}"
+from vem_plugins.authoring.compat import INCEPTION
 
 
 class _FloatBetasAdam(torch.optim.Adam):
@@ -70,9 +69,9 @@ def add_options(parser):
 def missing_eval_files(opt) -> list[str]:
     """Evaluation prerequisites absent on this machine, each with where it goes."""
     missing = []
-    weights = os.path.join(torch.hub.get_dir(), "checkpoints", INCEPTION)
+    weights = INCEPTION.path()
     if "cityscapes" not in opt.dataroot and opt.model != "srgan" and not os.path.exists(weights):
-        missing.append(f"the FID Inception weights {weights} (download {INCEPTION_URL})")
+        missing.append(f"the FID Inception weights {weights} (download {INCEPTION.url})")
     stats = {"sagan": ["real_stat.npz"], "cyclegan": ["real_stat_A.npz", "real_stat_B.npz"]}
     for name in stats.get(opt.model, []):
         path = os.path.join(opt.dataroot, name)

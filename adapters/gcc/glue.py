@@ -43,6 +43,8 @@ def attach(model, opt):
 
 def add_mi_term(model, student, teacher, real=None, direction=""):
     """The estimator's step, then ``model.loss_G += lambda * term``; right before ``backward()``.
+    The values join ``logger.log`` as ``G_mi``, ``G_energy_gap``, ... (``G_A_mi``, ``G_B_mi``, ...
+    for CycleGAN's two generators).
 
     :param model: the GCC student model (nothing happens unless :func:`attach` equipped it).
     :param student: the student output, with its graph.
@@ -53,15 +55,9 @@ def add_mi_term(model, student, teacher, real=None, direction=""):
     runtimes = getattr(model, "vem_runtimes", None)
     if not runtimes:
         return
-    runtime, teacher = runtimes[direction], teacher.detach()
-    runtime.update(student=student, teacher=teacher, real=real)
-    model.loss_G = model.loss_G + runtime.student_loss(student=student, teacher=teacher, real=real)
-    prefix = f"mi_{direction}" if direction else "mi"
-    for key, value in {"mi": 0.0, **runtime.log_values()}.items():
-        name = prefix if key == "mi" else f"{prefix}_{key}"
-        setattr(model, "loss_" + name, value)
-        if name not in model.loss_names:
-            model.loss_names.append(name)
+    model.loss_G = runtimes[direction].add_term(
+        model.loss_G, student=student, teacher=teacher, real=real, log_to=model,
+        prefix=f"G_{direction}_" if direction else "G_")
 
 
 _IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

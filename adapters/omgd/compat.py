@@ -41,17 +41,15 @@ import torch
 from torch import nn
 from torch.nn.parallel import parallel_apply, replicate
 
-from vem_plugins.adapters.lineage import (INCEPTION, VGG16, cached_weights, load_network,
-                                          load_optimizer, missing_weights, scipy_linalg)
+from vem_plugins.adapters.lineage import load_network, load_optimizer, scipy_linalg
+from vem_plugins.authoring.compat import (DRN_CITYSCAPES, INCEPTION, VGG16, missing_weights,
+                                          tell)
 
 
-def note(opt, message: str) -> None:
-    """Tell the user on the console and, for training runs, in ``<log_dir>/log.txt``."""
-    print(f"vem-plugins: {message}", flush=True)
+def log_file(opt) -> str | None:
+    """Where a training run's messages also go: ``<log_dir>/log.txt`` (None when testing)."""
     log_dir = getattr(opt, "log_dir", None) if getattr(opt, "isTrain", False) else None
-    if log_dir:
-        with open(os.path.join(log_dir, "log.txt"), "a") as f:
-            f.write(f"vem-plugins: {message}\n")
+    return os.path.join(log_dir, "log.txt") if log_dir else None
 
 
 # -- trainer.py ---------------------------------------------------------------------------------
@@ -85,14 +83,14 @@ def add_options(parser):
 
 
 # -- utils/__init__.py --------------------------------------------------------------------------
-def needs_weights(init, weights: tuple[str, str], what: str):
+def needs_weights(init, weights, what: str):
     """Wrap a constructor that downloads ``weights`` so that failing offline names the file."""
     @functools.wraps(init)
     def wrapper(*args, **kwargs):
         try:
             return init(*args, **kwargs)
         except OSError as exc:  # urllib's URLError is an OSError
-            if os.path.exists(cached_weights(weights[0])):
+            if os.path.exists(weights.path()):
                 raise
             raise RuntimeError(missing_weights(weights, what)) from exc
     return wrapper
@@ -130,20 +128,20 @@ def create_metric_models(opt, device):
 
     inception = None
     if getattr(opt, "no_fid", False):
-        note(opt, "--no_fid: FID is not computed (logged as nan)")
+        tell("--no_fid: FID is not computed (logged as nan)", log_file(opt))
     else:
         try:
             inception = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
         except OSError:
-            note(opt, missing_weights(INCEPTION, "FID") + " FID is skipped (logged as nan).")
+            tell(missing_weights(INCEPTION, "FID") + " FID is skipped (logged as nan).",
+                 log_file(opt))
     drn = None
     if "cityscapes" in opt.dataroot and opt.direction == "BtoA":
         if getattr(opt, "no_mIoU", False):
-            note(opt, "--no_mIoU: the Cityscapes mIoU is not computed (logged as nan)")
+            tell("--no_mIoU: the Cityscapes mIoU is not computed (logged as nan)", log_file(opt))
         elif not os.path.isfile(opt.drn_path):
-            note(opt, f"--drn_path {opt.drn_path}: no such file (DRN-D-105 Cityscapes weights "
-                      f"drn-d-105_ms_cityscapes.pth, see OMGD's README); mIoU is skipped "
-                      f"(logged as nan)")
+            tell(missing_weights(DRN_CITYSCAPES, "The Cityscapes mIoU", opt.drn_path)
+                 + " mIoU is skipped (logged as nan).", log_file(opt))
         else:
             drn = DRNSeg("drn_d_105", 19, pretrained=False)
             util.load_network(drn, opt.drn_path, verbose=False)
@@ -269,8 +267,8 @@ def random_vgg(init):
             init(self, opt)
         finally:
             utils.vgg.models = models
-        note(opt, "--random_vgg: OMGD's VGG16 losses use seeded random weights, not ImageNet's "
-                  f"{VGG16[0]}: for trying the pipeline, not for results")
+        tell("--random_vgg: OMGD's VGG16 losses use seeded random weights, not ImageNet's "
+             f"{VGG16.file}: for trying the pipeline, not for results", log_file(opt))
     return wrapper
 
 

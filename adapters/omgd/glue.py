@@ -41,6 +41,9 @@ from vem_plugins.method.runtime import Runtime
 
 #: OMGD's student loss terms (both distillers), as named in ``loss_names``.
 STUDENT_LOSSES = ("G_SSIM", "G_style", "G_feature", "G_tv", "G_CD")
+#: OMGD's ``get_current_losses`` asserts on names without a ``G_``/``D_``/``S_`` prefix; ``S_``
+#: (student) keeps ours apart from the teachers' ``G_`` terms.
+PREFIX = "S_"
 
 
 def add_options(parser):
@@ -54,24 +57,12 @@ def cyclegan_defaults(parser):
     return parser
 
 
-def log_names(values: dict) -> dict:
-    """vem-plugins' values under loss names OMGD logs: ``S_`` (student) + name, no digits.
-
-    OMGD's ``get_current_losses`` asserts on names without a ``G_``/``D_``/``S_`` prefix and only
-    plots (never prints) names with digits. ``skipped`` (the count of skipped non-finite
-    estimator steps) becomes ``S_mi_skipped``.
-    """
-    return {"S_" + ("mi_skipped" if key == "skipped" else key): value
-            for key, value in values.items()}
-
-
 class Glue:
     """vem-plugins inside one OMGD distiller (``model``)."""
 
     def __init__(self, model):
         self.model = model
         self.runtime = Runtime(model.opt, model.device)  # restores --restore_vem_path
-        self.names: list[str] = []
         self.steps = 0
         self.record = None
         if model.opt.vem_record:
@@ -88,16 +79,8 @@ class Glue:
     def add_student_term(self, loss, student, teacher=None, real=None):
         """``loss`` + the MI term, after the estimator's own step; ``loss`` itself without --vem."""
         self.steps += 1
-        if self.enabled:
-            first = not self.runtime.modules()
-            self.runtime.update(student=student, teacher=teacher, real=real)
-            loss = loss + self.runtime.student_loss(student=student, teacher=teacher, real=real)
-            if first:
-                count = sum(p.numel() for m in self.runtime.modules() for p in m.parameters())
-                print(f"vem-plugins: the {self.model.opt.mi or 'vem'} estimator has "
-                      f"{count / 1e6:.3f} M parameters (trained beside the student, not part of "
-                      f"it)", flush=True)
-            self._log()
+        loss = self.runtime.add_term(loss, student=student, teacher=teacher, real=real,
+                                     log_to=self.model, prefix=PREFIX)
         if self.record is not None:
             self._record(student, teacher, real)
         return loss
@@ -109,8 +92,9 @@ class Glue:
             sizes.update({"estimator": record.model_size(m) for m in self.runtime.modules()})
             self.record.models(**sizes)
         if step == 1 or step % model.opt.print_freq == 0:
+            ours = self.runtime.log_values(PREFIX)
             upstream = {name: float(getattr(model, "loss_" + name)) for name in model.loss_names
-                        if name not in self.names and hasattr(model, "loss_" + name)}
+                        if name not in ours and hasattr(model, "loss_" + name)}
             self.record.scalars(step, upstream, self.runtime.log_values())
         if self.record.wants_samples(step):
             self.record.samples(step, input=model.real_A, target=real, teacher=teacher,
@@ -143,19 +127,10 @@ class Glue:
         net.train(was)
         return {"heldout_psnr": psnr / count, "heldout_ssim": ssim / count} if count else {}
 
-    def _log(self):
-        values = log_names(self.runtime.log_values())
-        for name in self.names:
-            values.setdefault(name, 0.0)  # a term skipped as non-finite added nothing
-        for name, value in values.items():
-            setattr(self.model, "loss_" + name, value)
-            if name not in self.model.loss_names:
-                self.model.loss_names.append(name)
-                self.names.append(name)
-
     def plot(self, losses: dict, step: int) -> None:
         """Send this glue's entries of OMGD's ``losses`` dict to TensorBoard."""
-        ours = {k: v for k, v in losses.items() if k.split("/")[-1] in self.names}
+        names = self.runtime.log_values(PREFIX)
+        ours = {k: v for k, v in losses.items() if k.split("/")[-1] in names}
         if ours:
             self.model.logger.plot(ours, step)
 

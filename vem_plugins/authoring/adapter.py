@@ -9,7 +9,9 @@ alike and register alike, through the ``register_adapters`` hook of a module nam
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
+import re
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
@@ -98,3 +100,40 @@ def patch_series(folder) -> dict:
     folder = Path(str(folder))
     return {"patches": tuple(sorted(folder.glob("*.patch"))),
             "file_hashes": json.loads((folder / "file_hashes.json").read_text())}
+
+
+def requirement_modules(requirements) -> dict[str, list[str] | None]:
+    """For each pip requirement (``"scipy"``, ``"opencv-python-headless>=4"``), the top-level
+    modules its installed distribution provides, or None when it is not installed.
+
+    pip names are not import names (opencv-python-headless provides ``cv2``, scikit-image
+    ``skimage``, pyyaml ``yaml``), so the installed distributions' metadata maps one to the other.
+    """
+    provides: dict[str, list[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            provides.setdefault(_normalise(dist), []).append(module)
+    found = {}
+    for requirement in requirements:
+        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+        name = name[1] if name else requirement
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[requirement] = None
+            continue
+        found[requirement] = sorted(m for m in provides.get(_normalise(name), [])
+                                    if m.isidentifier() and not m.startswith("_"))
+    return found
+
+
+def missing_requirements(adapter: Adapter) -> list[str]:
+    """The ``requirements`` of ``adapter`` not installed in this Python environment. Reads
+    metadata only, importing nothing, so ``install`` and ``try`` can ask before any work;
+    ``vem-plugins check`` also imports the modules of those that are installed."""
+    return [r for r, modules in requirement_modules(adapter.requirements).items()
+            if modules is None]
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

@@ -107,8 +107,9 @@ def command(smoke, data, out, vem: bool = True, python: str = sys.executable) ->
 
 def mi_names(opt) -> list[str]:
     """The statistic names the selected estimator logs besides the MI term itself (``energy_gap``
-    and ``ebm_loss`` for VEM), found by running it once on tiny tensors. Adapters may rename
-    ``mi`` and ``skipped`` to fit upstream's loss names, but keep these as the end of theirs."""
+    and ``ebm_loss`` for VEM), found by running it once on tiny tensors, with ``mi_skipped``
+    (the names of :meth:`~vem_plugins.method.runtime.Runtime.log_values`). ``mi`` is left out:
+    an adapter may log the term itself under upstream's own name for it."""
     import torch
     from vem_plugins.method.runtime import Runtime
 
@@ -119,7 +120,7 @@ def mi_names(opt) -> list[str]:
     s, t = (torch.rand(2, 3, 8, 8, generator=g) * 2 - 1 for _ in range(2))
     rt.update(student=s, teacher=t)
     rt.student_loss(student=s.requires_grad_(), teacher=t)
-    return sorted(k for k in rt.log_values() if k not in ("mi", "skipped"))
+    return sorted(k for k in rt.log_values() if k != "mi")
 
 
 # --- running -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Four checks, each reported as ``ok`` or ``FAIL`` with the reason, in order:
 
 1. *patches*: a fresh ``install`` into a temporary directory — the pin is fetched, every patched
    file has the recorded sha256, the series applies exactly, the added files fit;
-2. *requirements*: each of ``Adapter.requirements`` is installed and its modules import;
+2. *requirements*: each of ``Adapter.requirements`` is installed and its modules import
+   (``install`` and ``try`` ask the cheaper half first: :func:`requirements_problem`);
 3. *smoke --vem*: the smoke recipe runs as written, the estimator's terms reach upstream's log
    and the estimator checkpoint it saves restores exactly (:mod:`vem_plugins.authoring.smoke`);
 4. *smoke without --vem*: the recipe without vem-plugins' flags runs, with no MI terms and no
@@ -19,6 +20,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import re
+import shlex
 import shutil
 import tempfile
 import time
@@ -26,7 +28,8 @@ from pathlib import Path
 
 from vem_plugins.install import checkout as installer
 from vem_plugins.authoring import smoke
-from vem_plugins.errors import InstallError
+from vem_plugins.authoring.adapter import missing_requirements, requirement_modules
+from vem_plugins.errors import InstallError, UsageError
 
 
 @dataclasses.dataclass
@@ -57,8 +60,8 @@ def check(adapter, source: str | None = None, work: Path | None = None,
     work = Path(work).absolute() if keep else \
         Path(tempfile.mkdtemp(prefix=f"vem-check-{adapter.name}-"))
     if keep and (work / adapter.name).exists():
-        raise InstallError(f"{work} holds an earlier check of {adapter.name}; the patches are "
-                           "checked on a fresh clone: remove it or choose another --keep")
+        raise UsageError(f"{work} holds an earlier check of {adapter.name}; the patches are "
+                         "checked on a fresh clone: remove it or choose another --keep")
     work.mkdir(parents=True, exist_ok=True)
     report(f"checking {adapter.name} ({adapter.url} at {adapter.commit[:12]}) in {work}")
     outcomes: list[Outcome] = []
@@ -102,24 +105,37 @@ def _patches(adapter, checkout, source) -> Outcome:
     return Outcome("patches", True, "\n".join([detail, *result.warnings]))
 
 
+def requirements_problem(adapter) -> str | None:
+    """One line naming the requirements of ``adapter`` not installed in this environment and how
+    to install them, or None when none is missing. ``try`` refuses with it before any work (its
+    trainings would die on ModuleNotFoundError); ``install`` only warns (the patched source alone
+    is of use, to read or to author an adapter)."""
+    missing = missing_requirements(adapter)
+    if not missing:
+        return None
+    if {r.strip().lower() for r in missing} <= _upstream_extra():  # as for the built-ins
+        fix = ("install vem-plugins' upstream extra: pip install -e \".[upstream]\" in its "
+               "source folder")
+    else:
+        fix = "pip install " + " ".join(map(shlex.quote, missing))
+    return (f"{adapter.name} needs {', '.join(missing)}, not installed in this Python "
+            f"environment; {fix}")
+
+
+def _upstream_extra() -> set[str]:
+    """The requirements in vem-plugins' ``upstream`` extra (pyproject.toml), from its metadata."""
+    return {r.split(";")[0].strip().lower() for r in importlib.metadata.requires("vem-plugins")
+            or () if re.search(r"""extra\s*==\s*["']upstream["']""", r)}
+
+
 def _requirements(adapter) -> Outcome:
     if not adapter.requirements:
         return Outcome("requirements", True, "none declared")
-    provides = {}
-    for module, dists in importlib.metadata.packages_distributions().items():
-        for dist in dists:
-            provides.setdefault(_norm(dist), []).append(module)
     problems, fine = [], []
-    for requirement in adapter.requirements:
-        name = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-        name = name[1] if name else requirement
-        try:
-            importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
+    for requirement, modules in requirement_modules(adapter.requirements).items():
+        if modules is None:
             problems.append(f"{requirement}: not installed (pip install '{requirement}')")
             continue
-        modules = [m for m in provides.get(_norm(name), []) if m.isidentifier()
-                   and not m.startswith("_")]
         for module in modules:
             try:
                 importlib.import_module(module)
@@ -128,14 +144,10 @@ def _requirements(adapter) -> Outcome:
                                 f"{exc})")
                 break
         else:
-            fine.append(f"{name} ({', '.join(sorted(modules)) or 'no modules'})")
+            fine.append(f"{requirement} ({', '.join(modules) or 'no modules'})")
     if problems:
         return Outcome("requirements", False, "\n".join(problems))
     return Outcome("requirements", True, "import: " + ", ".join(fine))
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _smoke(adapter, checkout, work, vem, timeout) -> Outcome:

@@ -1,9 +1,11 @@
-"""The ``vem-plugins`` command: try VEM on built-in data (:mod:`vem_plugins.commands.tryout`), report on
-training runs (:mod:`vem_plugins.commands.report`), list adapters, install upstream code patched, status,
-diff, uninstall; and for adapter authors new-adapter, refresh and check (:mod:`vem_plugins.commands.scaffold`,
-:mod:`vem_plugins.install.refresh`, :mod:`vem_plugins.commands.check`).
+"""The ``vem-plugins`` command: try VEM on built-in data (:mod:`vem_plugins.commands.tryout`),
+report on training runs (:mod:`vem_plugins.commands.report`), list adapters, install upstream code
+patched, status, diff, uninstall; and for adapter authors new-adapter, refresh and check
+(:mod:`vem_plugins.commands.scaffold`, :mod:`vem_plugins.install.refresh`,
+:mod:`vem_plugins.commands.check`).
 
-Errors are one line on stderr and a non-zero exit status; the work itself is in
+Errors (:class:`~vem_plugins.errors.VemPluginsError`) are one line on stderr and exit status 1;
+anything else is a bug and keeps its traceback. The work itself is in
 :mod:`vem_plugins.install.checkout`. The command remembers where it installed each adapter (in
 ``$XDG_STATE_HOME/vem-plugins/checkouts.json``) so that ``list`` and ``status`` find
 checkouts made with ``--dir``; ``third_party/NAME`` under the current directory is always
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from vem_plugins import __version__, plugins
 from vem_plugins.install import git as gitops, checkout as installer
-from vem_plugins.errors import InstallError
+from vem_plugins.errors import InstallError, UsageError, VemPluginsError
 
 
 def main(argv=None) -> int:
@@ -30,7 +32,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.run(args) or 0
-    except InstallError as exc:
+    except VemPluginsError as exc:
         print(f"vem-plugins: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -60,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("try", _try, "see VEM work: install an adapter if needed, train it on a built-in "
                              "paired dataset with and without --vem side by side on CPU, and "
-                             "write an HTML report")
+                             "write an HTML report (refused, before any work, when the "
+                             "adapter's requirements are not installed)")
     p.add_argument("name", nargs="?", default="omgd", metavar="NAME", help="the adapter [omgd]")
     add_dir(p)
     p.add_argument("--out", type=Path, default=Path("vem-try"), metavar="PATH",
@@ -83,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("install", _install, "clone an adapter's upstream at its pinned commit and apply "
-                                     "its patches (upgrades an existing checkout)")
+                                     "its patches (upgrades an existing checkout); warns when the "
+                                     "adapter's requirements are not installed, which running "
+                                     "upstream's code needs")
     p.add_argument("name", metavar="NAME")
     add_dir(p)
     p.add_argument("--from", dest="source", metavar="SOURCE",
@@ -138,7 +143,7 @@ def _report(args):
     from vem_plugins.commands import report
     missing = [d for d in args.runs if not d.is_dir()]
     if len(missing) == len(args.runs):
-        raise InstallError(f"no such run directory: {', '.join(map(str, missing))}")
+        raise UsageError(f"no such run directory: {', '.join(map(str, missing))}")
     out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1
                        else Path("vem-report.html"))
     path, runs = report.write(args.runs, out)
@@ -172,7 +177,10 @@ def _list(args):
 
 
 def _install(args):
+    from vem_plugins.commands import check
     adapter = _adapter(args.name)
+    if problem := check.requirements_problem(adapter):  # the source alone is of use: go on
+        print(f"vem-plugins: warning: {problem}", file=sys.stderr)
     dest = _dest(args)
     result = installer.install(adapter, dest, source=args.source, force=args.force,
                                progress=sys.stderr.isatty(), skip_assets=args.skip_assets)
@@ -287,7 +295,7 @@ def _adapter(name):
         return adapters[name]
     close = difflib.get_close_matches(name, adapters, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise InstallError(f"unknown adapter {name!r}; {hint}(known: {', '.join(sorted(adapters))})")
+    raise UsageError(f"unknown adapter {name!r}; {hint}(known: {', '.join(sorted(adapters))})")
 
 
 def _owner(dest: Path):

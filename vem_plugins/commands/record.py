@@ -10,7 +10,7 @@ record into ``<run dir>/vem_record/``:
   which trains beside it and is not part of it);
 * ``scalars.jsonl``: one line per logged step, ``{"step": n, "upstream": {name: value},
   "vem": {name: value}}``: upstream's loss terms as it names them, and vem-plugins' terms
-  (``mi``, ``energy_gap``, ``ebm_loss``, ``skipped``; none without ``--vem``);
+  (``mi``, ``energy_gap``, ``ebm_loss``, ``mi_skipped``; none without ``--vem``);
 * ``metrics.jsonl``: one line per evaluation: upstream's metrics (FID, mIoU) and ours
   (:mod:`vem_plugins.commands.paired_metrics` on the held-out split);
 * ``samples.jsonl`` + ``samples/``: image strips (input, target, teacher, student, Langevin

@@ -1,11 +1,12 @@
 """``vem-plugins report``: one self-contained HTML page (dominate) on one run or comparing runs.
 
-It reads the record adapter glue writes with ``--vem_record`` (:mod:`vem_plugins.commands.record`) and
-shows, per run and side by side: the upstream pin and patch hashes, the hyper-parameters, the
-student's size with and without VEM, upstream's metrics and the held-out PSNR/SSIM, loss curves
-(student losses, the MI term, the energy gap E(t,s) - E(t~,s), the EBM loss, skipped steps) as
-PNG plots, and image strips (input, target, teacher, student, Langevin sample t~) at a few
-steps. Plots and images are embedded as data URIs, so the page is one file to keep or send.
+It reads the record adapter glue writes with ``--vem_record``
+(:mod:`vem_plugins.commands.record`) and shows, per run and side by side: the upstream pin and
+patch hashes, the hyper-parameters, the student's size with and without VEM, upstream's metrics
+and the held-out PSNR/SSIM, loss curves (student losses, the MI term, the energy gap
+E(t,s) - E(t~,s), the EBM loss, skipped steps) as PNG plots, and image strips (input, target,
+teacher, student, Langevin sample t~) at a few steps. Plots and images are embedded as data
+URIs, so the page is one file to keep or send.
 
 Nothing in a run directory is trusted to be complete: a run that crashed or is still going
 gives a page that says what is missing (:attr:`Run.problems`) instead of an exception.
@@ -30,7 +31,7 @@ VEM_TERMS = {
     "mi": "MI term in the student loss: lambda_mi * (E(t,s) - E(t~,s))",
     "energy_gap": "energy gap E(t,s) - E(t~,s)",
     "ebm_loss": "EBM (contrastive divergence) loss",
-    "skipped": "estimator steps skipped as non-finite (cumulative)",
+    "mi_skipped": "estimator steps skipped as non-finite (cumulative)",
 }
 #: Image columns, in the order shown.
 COLUMNS = ("input", "target", "teacher", "student", "langevin")
@@ -111,6 +112,13 @@ def _lines(run: Run, name: str, what: str) -> list:
     return entries
 
 
+def recording_adapters() -> list[str]:
+    """The registered adapters whose patched training writes run records: those with a ``try``
+    recipe, which must pass ``--vem_record`` (:class:`~vem_plugins.authoring.adapter.Tryout`)."""
+    from vem_plugins import plugins
+    return sorted(name for name, adapter in plugins.adapters().items() if adapter.tryout)
+
+
 def load(run_dir: str | Path) -> Run:
     """Read ``run_dir``'s record; never raises for missing or damaged files."""
     run = Run(Path(run_dir))
@@ -119,8 +127,9 @@ def load(run_dir: str | Path) -> Run:
         return run
     if not (run.dir / FOLDER).is_dir():
         hint = " (upstream's own log.txt is there)" if (run.dir / "log.txt").exists() else ""
-        run.problems.append(f"no {FOLDER}/ in {run.dir}{hint}: train with --vem_record (an "
-                            f"option of the omgd adapter) to write the record this report reads")
+        run.problems.append(f"no {FOLDER}/ in {run.dir}{hint}: train with --vem_record to write "
+                            f"the record this report reads (adapters that add it: "
+                            f"{', '.join(recording_adapters()) or 'none installed'})")
         return run
     run.info = _json(run, "run.json", "settings or upstream pin")
     run.models = _json(run, "models.json", "model sizes (written at the first student step)")

@@ -14,7 +14,7 @@ import string
 from pathlib import Path
 
 from vem_plugins import __version__
-from vem_plugins.errors import InstallError
+from vem_plugins.errors import UsageError
 
 _PYPROJECT = '''\
 [build-system]
@@ -59,24 +59,21 @@ Tell users here what gains ``--vem``, what t is (the paired target or the teache
 where the estimator checkpoint goes and what is needed offline. Writing the patches: see
 vem-plugins' docs/api.md.
 """
-import json
 from pathlib import Path
 
 from vem_plugins import hookimpl
-from vem_plugins.authoring.adapter import Adapter, Smoke  # noqa: F401 - Smoke: see smoke= below
+from vem_plugins.authoring.adapter import Adapter, Smoke, patch_series  # noqa: F401 - Smoke: below
 
 HERE = Path(__file__).parent
-PATCHES = HERE / "patches"
 
 ADAPTER = Adapter(
     name="$name",
     url="$url",
     commit="$commit",
-    # the patch series, applied in file-name order (e.g. 01-compat.patch, 02-vem.patch);
-    # `vem-plugins refresh $name` writes these files from your edits of the checkout
-    patches=tuple(sorted(PATCHES.glob("*.patch"))),
-    # sha256 at the pin of every upstream file a patch touches; refresh keeps this file current
-    file_hashes=json.loads((PATCHES / "file_hashes.json").read_text()),
+    # the patch series of patches/: its *.patch files in name order (01-compat.patch,
+    # 02-vem.patch, ...) and file_hashes.json, the sha256 at the pin of every upstream file a
+    # patch touches; `vem-plugins refresh $name` writes both from your edits of the checkout
+    **patch_series(HERE / "patches"),
     # files of ours that upstream loads by name: path in the checkout -> source file, e.g.
     # {"models/vem_model.py": HERE / "files" / "models" / "vem_model.py"}
     added_files={},
@@ -133,20 +130,12 @@ def attach(model):
     return Runtime(model.opt, getattr(model, "device", None))
 
 
-def add_mi_term(model, loss, student, teacher=None, real=None, prefix="G_"):
+def add_mi_term(model, loss, student, teacher=None, real=None):
     """``loss`` plus the MI term after the estimator's own step (the EBM step); ``loss`` itself
-    without --vem. Call it right before the student's ``backward()``. The terms join upstream's
-    loss logging as ``loss_<prefix><name>`` entries of ``model.loss_names``."""
-    vem = model.vem
-    if not vem.enabled:
-        return loss
-    vem.update(student=student, teacher=teacher, real=real)
-    loss = loss + vem.student_loss(student=student, teacher=teacher, real=real)
-    for name, value in vem.log_values().items():
-        setattr(model, f"loss_{prefix}{name}", value)
-        if prefix + name not in model.loss_names:
-            model.loss_names.append(prefix + name)
-    return loss
+    without --vem. Call it right before the student's ``backward()``. The values join upstream's
+    loss log as ``G_mi``, ``G_energy_gap``, ``G_ebm_loss``, ``G_mi_skipped``."""
+    return model.vem.add_term(loss, student=student, teacher=teacher, real=real, log_to=model,
+                              prefix="G_")
 '''
 
 _TEST = '''\
@@ -221,20 +210,20 @@ def package_name(name: str) -> str:
 def new_adapter(name: str, url: str, commit: str, dest: Path) -> list[Path]:
     """Write the package skeleton for adapter ``name`` into ``dest``; returns the files."""
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
-        raise InstallError(f"adapter name {name!r}: use lower-case letters, digits and single "
+        raise UsageError(f"adapter name {name!r}: use lower-case letters, digits and single "
                            "dashes, starting with a letter (like gan-compression)")
     if not re.fullmatch(r"[0-9a-fA-F]{40}", commit):
-        raise InstallError(f"--commit {commit}: give the full 40-character commit SHA to pin "
+        raise UsageError(f"--commit {commit}: give the full 40-character commit SHA to pin "
                            "(git rev-parse HEAD in a clone at the commit you tested)")
     if not url.strip():
-        raise InstallError("--url: give the upstream repository's git URL")
+        raise UsageError("--url: give the upstream repository's git URL")
     from vem_plugins.plugins import adapters
     if name in adapters():
-        raise InstallError(f"an adapter named {name!r} is already registered "
+        raise UsageError(f"an adapter named {name!r} is already registered "
                            "(vem-plugins list); choose another name")
     dest = Path(dest).absolute()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise InstallError(f"{dest} exists and is not empty; choose another --dir")
+        raise UsageError(f"{dest} exists and is not empty; choose another --dir")
     values = {"name": name, "url": url.strip(), "commit": commit.lower(),
               "short": commit[:7].lower(), "pkg": package_name(name), "version": __version__}
     written = []

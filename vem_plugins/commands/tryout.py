@@ -1,10 +1,12 @@
 """``vem-plugins try``: VEM working in one command, on CPU, with no dataset or download.
 
-It installs the adapter if needed, writes the built-in paired dataset
-(:mod:`vem_plugins.commands.toy_pairs`), then runs upstream's real training twice side by side, as the
-adapter's :class:`~vem_plugins.authoring.adapter.Tryout` recipe says: once with ``--vem`` and once
-without, same seed and same iterations, each on its share of the CPU cores, with a progress bar
-each. Both write a run record, and :mod:`vem_plugins.commands.report` turns them into one page.
+It refuses, before any work, when the adapter's requirements are not installed
+(:func:`vem_plugins.commands.check.requirements_problem`). Then it installs the adapter if needed,
+writes the built-in paired dataset (:mod:`vem_plugins.commands.toy_pairs`) and runs upstream's
+real training twice side by side, as the adapter's :class:`~vem_plugins.authoring.adapter.Tryout`
+recipe says: once with ``--vem`` and once without, same seed and same iterations, each on its
+share of the CPU cores, with a progress bar each. Both write a run record, and
+:mod:`vem_plugins.commands.report` turns them into one page.
 
 Every call writes into a new ``<out>/<time>/`` folder (the dataset is shared in
 ``<out>/data``), so earlier tries are kept.
@@ -21,8 +23,8 @@ import time
 from pathlib import Path
 
 from vem_plugins.install import checkout as installer
-from vem_plugins.commands import report, toy_pairs
-from vem_plugins.errors import InstallError
+from vem_plugins.commands import check, report, toy_pairs
+from vem_plugins.errors import UsageError
 from vem_plugins.commands.record import FOLDER
 
 
@@ -101,19 +103,24 @@ def run(adapter, checkout: Path, out: Path, epochs: int = 2, pairs: int = 320,
 
     :return: the report's path, the runs as the report read them, and the training processes
         (each with its exit status in ``process.returncode``).
+    :raises UsageError: before any work, when the adapter has no recipe, ``epochs`` is below 1
+        or the adapter's requirements are not installed.
     """
     recipe = adapter.tryout
     if recipe is None:
-        raise InstallError(f"adapter {adapter.name} has no `try` recipe; these have one: "
-                           f"vem-plugins try NAME for NAME in {_with_recipe()}")
+        raise UsageError(f"adapter {adapter.name} has no `try` recipe; these have one: "
+                         f"vem-plugins try NAME for NAME in "
+                         f"{', '.join(report.recording_adapters()) or '(none)'}")
     if epochs < 1:
-        raise InstallError(f"--epochs: must be >= 1, got {epochs}")
+        raise UsageError(f"--epochs: must be >= 1, got {epochs}")
+    if problem := check.requirements_problem(adapter):
+        raise UsageError(problem)
     result = installer.install(adapter, checkout, progress=sys.stderr.isatty())
     say(result.summary(str))
     try:
         data = toy_pairs.write(out / "data", train=pairs, val=held_out, size=recipe.size)
     except ValueError as exc:
-        raise InstallError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     say(f"dataset: {pairs} training and {held_out} held-out pairs of {recipe.size} px "
         f"in {data}")
     folder = out / time.strftime("%Y%m%d-%H%M%S")
@@ -138,8 +145,3 @@ def run(adapter, checkout: Path, out: Path, epochs: int = 2, pairs: int = 320,
                 f"{run_.console}:\n{run_.tail()}")
     path, read = report.write([r.dir for r in runs], folder / "report.html")
     return path, read, runs
-
-
-def _with_recipe() -> str:
-    from vem_plugins import plugins
-    return ", ".join(sorted(n for n, a in plugins.adapters().items() if a.tryout)) or "(none)"

@@ -20,6 +20,7 @@ Rules every command follows:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -151,7 +152,7 @@ def install(adapter, dest: Path, source: str | None = None, force: bool = False,
         mirror, a git bundle file or another URL (git's ``url.<base>.insteadOf`` rewriting
         applies to URLs as usual).
     :param force: overwrite edits to managed files, after saving them to a .patch file.
-    :param progress: pass git's progress output to stderr.
+    :param progress: draw git's progress (clone, fetch, checkout) as bars on stderr.
     :param skip_assets: leave the adapter's declared large assets out (sparse checkout).
         Assets the source lacks are left out in any case, with a warning.
     """
@@ -292,7 +293,7 @@ def _update(adapter, dest, lock, source, force, progress, skip_assets) -> Instal
                                  skipped_assets=skipped, warnings=warnings)
     else:
         if adapter.commit != base:
-            _fetch_pin(adapter, dest, source)
+            _fetch_pin(adapter, dest, source, progress)
             skipped, warnings = _choose_assets(dest, adapter, adapter.commit, skip_assets, skip)
         target = patchset.build(dest, adapter, adapter.commit)
         managed |= set(gitops.touched(dest, adapter.commit, target))
@@ -317,8 +318,7 @@ def _clone(adapter, source, tmp, progress) -> str:
     pinned commit is there. Returns what was cloned."""
     origin = source or adapter.url
     try:
-        gitops.git_progress(None, "clone", "--no-checkout", "--progress", origin, str(tmp),
-                            show=progress)
+        gitops.git_progress(None, "clone", "--no-checkout", origin, str(tmp), show=progress)
     except GitError as exc:
         reason = _reason(exc)
         if source is None:
@@ -329,7 +329,8 @@ def _clone(adapter, source, tmp, progress) -> str:
                 f"url.<mirror>.insteadOf {adapter.url}") from None
         raise InstallError(f"cannot clone --from {source} ({reason})") from None
     if not gitops.commit_exists(tmp, adapter.commit):
-        gitops.git(tmp, "fetch", "-q", "origin", adapter.commit, check=False)
+        with contextlib.suppress(GitError):  # not fetchable by id: said just below
+            gitops.git_progress(tmp, "fetch", "origin", adapter.commit, show=progress)
     if not gitops.commit_exists(tmp, adapter.commit):
         raise InstallError(f"the pinned commit {adapter.commit} of {adapter.name} is not in "
                            f"{origin} (history rewritten, or an incomplete mirror); pass --from "
@@ -337,13 +338,13 @@ def _clone(adapter, source, tmp, progress) -> str:
     return origin
 
 
-def _fetch_pin(adapter, dest, source):
+def _fetch_pin(adapter, dest, source, progress):
     """Fetch a new pin into an existing checkout (from ``source``, else its origin)."""
-    for args in (("fetch", "-q", source or "origin", adapter.commit),
-                 ("fetch", "-q", source or "origin")):
+    for args in (("fetch", source or "origin", adapter.commit), ("fetch", source or "origin")):
         if gitops.commit_exists(dest, adapter.commit):
             return
-        gitops.git(dest, *args, check=False)
+        with contextlib.suppress(GitError):  # said below, with what to do
+            gitops.git_progress(dest, *args, show=progress)
     if not gitops.commit_exists(dest, adapter.commit):
         raise InstallError(f"the pinned commit {adapter.commit} of {adapter.name} is not in "
                            f"{dest} and could not be fetched from {source or 'its origin'}; "
@@ -386,7 +387,7 @@ def _checkout(repo, commit, skipped, progress):
         (repo / ".git" / "info").mkdir(exist_ok=True)
         (repo / ".git" / "info" / "sparse-checkout").write_text("\n".join(patterns) + "\n")
         gitops.git(repo, "config", "core.sparseCheckout", "true")
-    gitops.git_progress(repo, "checkout", "--progress", "--detach", commit, show=progress)
+    gitops.git_progress(repo, "checkout", "--detach", commit, show=progress)
     _require_on_pin(repo, commit)
 
 

@@ -1,4 +1,9 @@
-"""The few git operations the installer needs, run as real ``git`` subprocesses.
+"""The few git operations the installer needs, run through GitPython.
+
+Every command goes through :meth:`git.Git.execute`; a failure becomes one
+:class:`~vem_plugins.errors.GitError` that keeps git's own reason. Long commands (clone, fetch,
+checkout) have their progress parsed by GitPython's :class:`git.RemoteProgress` and drawn as
+tqdm bars.
 
 Everything that inspects or rewrites a checkout goes through a *scratch index*
 (``GIT_INDEX_FILE``): the checkout's own index always stays at the pinned commit, so plain
@@ -8,14 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from vem_plugins.errors import GitError, InstallError
+# GitPython refuses to import when it finds no git executable; let it import so that a missing
+# git is reported by the command that needs it (GitCommandNotFound below), in one line.
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+from git import Git, GitCommandError, GitCommandNotFound, RemoteProgress  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from vem_plugins.errors import GitError, InstallError  # noqa: E402
 
 #: English messages (the installer parses some), never an interactive credential prompt.
 _ENV = {"LC_ALL": "C", "LANGUAGE": "C", "GIT_TERMINAL_PROMPT": "0"}
@@ -26,69 +34,125 @@ _REPO_VARS = {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTOR
 _COMMIT_ENV = {"GIT_AUTHOR_NAME": "vem-plugins", "GIT_AUTHOR_EMAIL": "vem-plugins@localhost",
                "GIT_COMMITTER_NAME": "vem-plugins", "GIT_COMMITTER_EMAIL": "vem-plugins@localhost",
                "GIT_AUTHOR_DATE": "@0 +0000", "GIT_COMMITTER_DATE": "@0 +0000"}
-#: git's progress lines ("Receiving objects:  42% (...)", "remote: Counting objects: ...").
-_PROGRESS = re.compile(rb"^(remote: )?[A-Z][\w ]*: +\d+%")
 
 
-def _command(repo, args) -> list[str]:
-    if not shutil.which("git"):
-        raise InstallError("git is not installed; vem-plugins needs it to fetch upstream code")
-    return ["git", "-c", "advice.detachedHead=false", "-c", "core.quotePath=false",
-            *(["-C", str(repo)] if repo is not None else []), *args]
+def _execute(repo, args, extra_env=None, **kwargs):
+    """Start ``git -C repo ARGS`` through GitPython (``kwargs`` go to
+    :meth:`git.Git.execute`).
 
-
-def _env(extra=None) -> dict:
-    """The environment without variables that point git at another repository (set, e.g.,
-    when vem-plugins runs inside a git hook)."""
-    env = {k: v for k, v in os.environ.items() if k not in _REPO_VARS}
-    return {**env, **_ENV, **(extra or {})}
+    The repository is named with ``-C`` rather than as GitPython's working directory, which
+    falls back to the current directory when the folder is missing. GitPython builds the
+    environment from ``os.environ`` and can only add to it, so variables that point git at
+    another repository (set, e.g., when vem-plugins runs inside a git hook) are taken out of
+    ``os.environ`` for the call (the installer runs git from one thread).
+    """
+    command = [Git.GIT_PYTHON_GIT_EXECUTABLE, "-c", "advice.detachedHead=false",
+               "-c", "core.quotePath=false", *(["-C", str(repo)] if repo is not None else []),
+               *args]
+    lifted = {k: os.environ.pop(k) for k in _REPO_VARS & os.environ.keys()}
+    try:
+        return Git().execute(command, env={**_ENV, **(extra_env or {})}, **kwargs)
+    except GitCommandNotFound:
+        raise InstallError("git is not installed; vem-plugins needs it to fetch upstream "
+                           "code") from None
+    finally:
+        os.environ.update(lifted)
 
 
 def git(repo, *args, extra_env=None, input=None, check=True, binary=False):
-    """Run ``git -C repo ARGS``; stdout as str (bytes with ``binary``).
+    """Run ``git -C repo ARGS``; stdout as str (bytes with ``binary``), ``input`` (str or
+    bytes) on its stdin.
 
     With ``check`` a non-zero exit raises :class:`GitError`; otherwise returns
     ``(returncode, stdout, stderr)``.
     """
-    proc = subprocess.run(_command(repo, args), capture_output=True, input=input,
-                          stdin=subprocess.DEVNULL if input is None else None,
-                          text=not binary, env=_env(extra_env))
-    stderr = proc.stderr if not binary else proc.stderr.decode(errors="replace")
+    with contextlib.ExitStack() as stack:
+        stdin = None
+        if input is not None:  # GitPython hands stdin to git as a file
+            stdin = stack.enter_context(tempfile.TemporaryFile())
+            stdin.write(input.encode() if isinstance(input, str) else input)
+            stdin.seek(0)
+        rc, out, err = _execute(repo, args, extra_env, istream=stdin, with_extended_output=True,
+                                with_exceptions=False, stdout_as_string=not binary,
+                                strip_newline_in_stdout=False)
     if check:
-        if proc.returncode:
-            raise GitError(args, stderr.splitlines())
-        return proc.stdout
-    return proc.returncode, proc.stdout, stderr
+        if rc:
+            raise GitError(args, err.splitlines())
+        return out
+    return rc, out, err
 
 
 def git_progress(repo, *args, show: bool) -> None:
-    """Run a long git command (clone, checkout) passing its progress lines to stderr when
-    ``show``; its other messages are kept for the error raised on failure."""
-    proc = subprocess.Popen(_command(repo, args), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-    other, buf = [], b""
+    """Run a long git command (clone, fetch, checkout), drawing its progress as bars on stderr
+    when ``show``.
+
+    git's stderr goes line by line through GitPython's :class:`~git.RemoteProgress`, which
+    keeps what is not progress for the error raised on failure. It is read here rather than
+    by GitPython's reader threads so that an interrupt stops the read and git at once.
+    """
+    progress = _Bars() if show else RemoteProgress()
+    command = [args[0], *(["--progress"] if show else []), *args[1:]]
+    proc = _execute(repo, command, as_process=True, with_stdout=False,
+                    universal_newlines=True, errors="replace")
+    handle = progress.new_message_handler()
     try:
-        while chunk := proc.stderr.read1(4096):
-            buf += chunk
-            while m := re.search(rb"[\r\n]", buf):
-                piece, sep, buf = buf[:m.start()], buf[m.start():m.end()], buf[m.end():]
-                if _PROGRESS.match(piece):
-                    if show:
-                        sys.stderr.write((piece + sep).decode(errors="replace"))
-                        sys.stderr.flush()
-                elif piece.strip():
-                    other.append(piece.decode(errors="replace"))
-        rc = proc.wait()
+        for line in proc.stderr:
+            handle(line)
+        proc.wait()
+    except GitCommandError:
+        raise GitError(args, progress.other_lines + progress.error_lines) from None
     except BaseException:
         proc.kill()
-        proc.wait()
         raise
     finally:
-        proc.stderr.close()
-    if buf.strip():
-        other.append(buf.decode(errors="replace"))
-    if rc:
-        raise GitError(args, other)
+        if show:
+            progress.close()
+
+
+class _Bars(RemoteProgress):
+    """Each stage git reports with a size ("Receiving objects:  42% (5/12), 1.2 MiB | ...")
+    as a tqdm bar on stderr, one after another."""
+
+    def __init__(self):
+        super().__init__()
+        self.stage, self.bar = None, None
+
+    def update(self, op_code, cur_count, max_count=None, message=""):
+        if max_count:  # a stage of known size: git's line matched re_op_relative
+            self._draw(self.re_op_relative.match(self._cur_line), message, op_code & self.END)
+
+    def line_dropped(self, line):
+        """git checkout's "Updating files: 42% (5/12)" is a stage GitPython has no code for."""
+        if match := self.re_op_relative.match(line):
+            self._draw(match, "", line.endswith(self.DONE_TOKEN))
+
+    def _draw(self, match, message, done):
+        remote, name, _percent, count, total, _rest = match.groups()
+        stage = (remote or "") + name
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(desc=stage, total=int(total), unit=" " + name.split()[-1],
+                            file=sys.stderr, **_screen())
+        self.bar.set_postfix_str(message, refresh=False)
+        self.bar.update(int(count) - self.bar.n)
+        if done:
+            self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        self.stage, self.bar = None, None
+
+
+def _screen() -> dict:
+    """The bars' size: tqdm's own choice, except on a terminal that reports no size (0x0, as
+    a bare pty does), where tqdm would draw nothing."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):  # not a terminal
+        return {}
+    return {} if size.columns and size.lines else {"ncols": 80, "nrows": 24}
 
 
 def commit_exists(repo, sha: str) -> bool:

@@ -26,21 +26,42 @@ _FILE_HEADER = ("index ", "new file mode ")
 
 
 @dataclasses.dataclass
+class Hunk:
+    """One insertion: its header ``@@ -N,0 +M,K @@``, the old line ``N`` it follows, and the
+    inserted lines as bytes with their line ends (none after a ``\\ No newline`` marker)."""
+
+    header: str
+    start: int
+    lines: list[bytes] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class FilePatch:
-    """The part of a patch for one file: its path, whether it creates the file, its hunks
-    (header ``@@ -N,0 +M,K @@`` and old start line ``N``)."""
+    """The part of a patch for one file: its path, whether it creates the file, its hunks."""
 
     path: str
     new: bool
-    hunks: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    hunks: list[Hunk] = dataclasses.field(default_factory=list)
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def hunk_header(line: str) -> tuple[str, int, int, int, int] | None:
+    """``(header, old start, old count, new start, new count)`` of a unified diff's hunk header
+    line (a count left out is 1), or None for any other line. The one reader of hunk headers:
+    :func:`parse` and :mod:`vem_plugins.install.refresh` (on ``git diff`` output) use it."""
+    m = _HUNK.match(line)
+    if m is None:
+        return None
+    return (m[0], int(m[1]), 1 if m[2] is None else int(m[2]),
+            int(m[3]), 1 if m[4] is None else int(m[4]))
+
+
 def parse(name: str, text: str) -> list[FilePatch]:
-    """The files and hunks of patch ``name``; raise unless it is zero-context and
+    """The files and hunks of patch ``name`` (``text`` decoded with ``surrogateescape``, so
+    the inserted lines come back as the patch's bytes); raise unless it is zero-context and
     insertion-only (text before the first file header, like a commit message, is allowed)."""
     files: list[FilePatch] = []
     in_header = False
@@ -49,9 +70,11 @@ def parse(name: str, text: str) -> list[FilePatch]:
     for line in text.split("\n"):
         if expect:
             if line.startswith("+"):
+                files[-1].hunks[-1].lines.append((line[1:] + "\n").encode("utf-8",
+                                                                          "surrogateescape"))
                 expect -= 1
                 continue
-            hunk = files[-1].hunks[-1][0]
+            hunk = files[-1].hunks[-1].header
             raise InstallError(f"patch {name}: hunk {hunk} of {files[-1].path} has a context or "
                                "removed line; patches must be zero-context and insertion-only")
         if line.startswith("diff --git ") or (not in_header and line.startswith("--- ")):
@@ -73,16 +96,18 @@ def parse(name: str, text: str) -> list[FilePatch]:
                 raise InstallError(f"patch {name}: {line!r} — patches may only insert lines "
                                    "(no deletions, renames, mode changes or binary files)")
             continue
-        m = _HUNK.match(line)
-        if m and files:
-            old_count = 1 if m[2] is None else int(m[2])
+        h = hunk_header(line)
+        if h and files:
+            header, start, old_count, _, expect = h
             if old_count:
-                raise InstallError(f"patch {name}: hunk {m[0]} of {files[-1].path} has context or "
-                                   "removed lines; patches must be zero-context (git diff -U0) "
+                raise InstallError(f"patch {name}: hunk {header} of {files[-1].path} has context "
+                                   "or removed lines; patches must be zero-context (git diff -U0) "
                                    "and insertion-only")
-            files[-1].hunks.append((m[0], int(m[1])))
-            expect = 1 if m[4] is None else int(m[4])
-        # anything else (a trailing "\ No newline" marker, a signature) is ignored, as git does
+            files[-1].hunks.append(Hunk(header, start))
+        elif line.startswith("\\") and files and files[-1].hunks and files[-1].hunks[-1].lines:
+            inserted = files[-1].hunks[-1].lines
+            inserted[-1] = inserted[-1].removesuffix(b"\n")  # "\ No newline at end of file"
+        # anything else (a signature) is ignored, as git does
     if not files:
         raise InstallError(f"patch {name} contains no diff")
     return files
@@ -151,9 +176,9 @@ def _apply(repo, scratch, name, data, files):
     def hunk(path, number=None, line=None):
         for f in files:
             if f.path == path:
-                for i, (header, start) in enumerate(f.hunks, 1):
-                    if i == number or start == line:
-                        return header
+                for i, h in enumerate(f.hunks, 1):
+                    if i == number or h.start == line:
+                        return h.header
         return "?"
 
     current = None

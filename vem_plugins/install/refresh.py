@@ -33,7 +33,6 @@ from vem_plugins.errors import InstallError
 
 DEFAULT_PATCH = "01-vem.patch"
 HASHES = "file_hashes.json"
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
 @dataclasses.dataclass
@@ -217,32 +216,23 @@ def _lines(data: bytes) -> list[bytes]:
 
 def _series(adapter) -> tuple[dict[str, dict[str, list]], dict[str, bytes]]:
     """Per file, per patch name: the insertions ``(after old line N, [lines])`` of each patch
-    (validated as install does); and each patch's text before its first file (its description)."""
+    (parsed and validated as install does, by :func:`patchset.parse`); and each patch's text
+    before its first file (its description)."""
     inserted: dict[str, dict[str, list]] = {}
     preambles = {}
     for patch in adapter.patches:
         data = patch.read_bytes()
-        patchset.parse(patch.name, data.decode("utf-8", "surrogateescape"))
         first = re.search(rb"^(diff --git |--- )", data, re.M)
         if first and first.start():
             preambles[patch.name] = data[:first.start()]
-        path, hunk = None, None
-        for line in _lines(data):
-            if line.startswith(b"--- /dev/null"):
+        for f in patchset.parse(patch.name, data.decode("utf-8", "surrogateescape")):
+            if f.new:
                 raise InstallError(f"patch {patch.name} creates a file: refresh keeps patches to "
                                    "insertions into upstream's files; ship new files as the "
                                    "Adapter's added_files instead")
-            if line.startswith(b"+++ "):
-                path = line[6:].split(b"\t")[0].rstrip(b"\r\n").decode("utf-8", "surrogateescape")
-            elif (m := _HUNK.match(line.decode("latin-1"))) and path:
-                hunk = []
-                inserted.setdefault(path, {}).setdefault(patch.name, []).append((int(m[1]), hunk))
-            elif line.startswith(b"+") and hunk is not None:
-                hunk.append(line[1:])
-            elif line.startswith(b"\\") and hunk:
-                hunk[-1] = hunk[-1].rstrip(b"\r\n")  # "\ No newline at end of file"
-            elif line.startswith((b"diff --git ", b"--- ")):
-                hunk = None
+            for h in f.hunks:
+                by_patch = inserted.setdefault(f.path, {})
+                by_patch.setdefault(patch.name, []).append((h.start, h.lines))
     return inserted, preambles
 
 
@@ -278,9 +268,8 @@ def _worktree_insertions(dest, pin, skip) -> dict[str, tuple[list[bytes], list[b
                 found[path] = (wlines, [False] * len(wlines))
         elif line.startswith("Binary files "):
             problems.append(f"  {line}: a binary file changed")
-        elif (m := _HUNK.match(line)) and path is not None:
-            old, removed = int(m[1]), 1 if m[2] is None else int(m[2])
-            new, count = int(m[3]), 1 if m[4] is None else int(m[4])
+        elif (h := patchset.hunk_header(line)) and path is not None:
+            _, old, removed, new, count = h
             if removed:
                 span = f"{old}" if removed == 1 else f"{old}-{old + removed - 1}"
                 problems.append(f"  {path}:{span}: {removed} upstream line(s) "

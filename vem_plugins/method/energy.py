@@ -44,6 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vem_plugins.errors import OptionError
+from vem_plugins.method import options
+
 LEAK = 0.01
 
 
@@ -122,10 +125,8 @@ class EnergyNet(nn.Module):
 
     def __init__(self, t_channels: int = 3, s_channels: int = 3, width: int = 64, blocks: int = 7):
         super().__init__()
-        if width < 2 or width % 2:
-            raise ValueError(f"--ebm_width: must be an even number >= 2, got {width}")
-        if blocks < 0:
-            raise ValueError(f"--ebm_blocks: must be >= 0, got {blocks}")
+        options.require("--ebm_width", width)
+        options.require("--ebm_blocks", blocks)
         self.t_channels = t_channels
         widths = [width // 2, width] + [2 * width] * max(blocks - 1, 0)
         self.stem = _conv(t_channels + s_channels, width // 2)
@@ -134,7 +135,7 @@ class EnergyNet(nn.Module):
 
     def _check_size(self, image: torch.Tensor) -> None:
         if max_blocks(*image.shape[-2:]) < len(self.blocks):
-            raise ValueError(f"--ebm_blocks: {len(self.blocks)} blocks need images of at least "
+            raise OptionError(f"--ebm_blocks: {len(self.blocks)} blocks need images of at least "
                              f"{min_size(len(self.blocks))} px a side, got "
                              f"{tuple(image.shape[-2:])}")
 

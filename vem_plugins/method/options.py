@@ -10,6 +10,14 @@ separately, t <- t - step * dE/dt + noise * eps; with the paper's values this is
 descent on E (temperature noise^2 / (2 step) ~ 1e-7), so the energy acts as a local critic around
 the student output. ``--ebm_sampler textbook`` uses noise std sqrt(2 * step) instead (a proper
 Langevin sampler of exp(-E)), for experiments.
+
+Each rule on a flag's value is written once, in :data:`RULES`. :func:`validate` applies them all
+to the parsed options when the runtime is built, so a bad flag stops a run before upstream trains;
+the estimators apply those of their own arguments (:func:`require`) because they are public
+modules that may be built without a parser. What only an estimator can know, because it depends
+on the tensors (the image range of the data, shapes, channels, the image size a trained energy
+network needs), it checks itself with :func:`check`. Both raise
+:class:`~vem_plugins.errors.OptionError`.
 """
 from __future__ import annotations
 
@@ -18,7 +26,11 @@ import math
 import os
 
 from vem_plugins import hookimpl
+from vem_plugins.errors import OptionError
 from vem_plugins.plugins import estimators, plugin_manager
+
+SAMPLERS = ("paper", "textbook")
+VID_MEANS = ("identity", "learned")
 
 
 def add_options(parser, **defaults):
@@ -69,7 +81,7 @@ def builtin_options(parser):
     g.add_argument("--ebm_step_size", type=float, default=None,
                    help="Langevin step size on -dE/dt [the paper's: 100; 50 on Cityscapes and FFHQ]")
     g.add_argument("--ebm_noise", type=float, default=0.005, help="Langevin noise std [0.005]")
-    g.add_argument("--ebm_sampler", choices=("paper", "textbook"), default="paper",
+    g.add_argument("--ebm_sampler", choices=SAMPLERS, default="paper",
                    help="paper: noise std --ebm_noise; textbook: noise std sqrt(2*step) [paper]")
     g.add_argument("--ebm_range", type=_range, default=(-1.0, 1.0), metavar="LO,HI",
                    help="image range the Langevin samples are clamped to, or 'none' [-1,1]")
@@ -84,7 +96,7 @@ def builtin_options(parser):
     g.add_argument("--ebm_blocks", type=int, default=7,
                    help="residual blocks of the energy network; at most log2(image size) - 1 are "
                         "used [7]")
-    g.add_argument("--vid_mean", choices=("identity", "learned"), default="identity",
+    g.add_argument("--vid_mean", choices=VID_MEANS, default="identity",
                    help="VID's mean: the student output itself, or a learned conv regressor "
                         "[identity]")
     g.add_argument("--vid_width", type=int, default=64,
@@ -134,33 +146,52 @@ def enabled(opt) -> bool:
     return bool(getattr(opt, "vem", False) or getattr(opt, "mi", None))
 
 
-def check(ok: bool, flag: str, message: str):
-    """Raise the ValueError users see for a bad hyper-parameter, naming its flag."""
+def _at_least(low):
+    return (lambda v: v >= low), f"must be >= {low}"
+
+
+#: flag -> (whether a value obeys the rule, the rule as the error message states it)
+RULES = {
+    "--ebm_steps": _at_least(1),
+    "--ebm_step_size": (lambda v: v > 0, "must be > 0"),
+    "--ebm_noise": _at_least(0),
+    "--ebm_sampler": (lambda v: v in SAMPLERS, f"must be one of {', '.join(SAMPLERS)}"),
+    "--ebm_range": (lambda v: math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1],
+                    "needs finite LO < HI (or 'none')"),
+    "--ebm_l2": _at_least(0),
+    "--ebm_lr": (lambda v: v > 0, "must be > 0"),
+    "--ebm_betas": (lambda v: all(0 <= b < 1 for b in v), "each beta must be in [0, 1)"),
+    "--ebm_width": (lambda v: v >= 2 and v % 2 == 0, "must be an even number >= 2"),
+    "--ebm_blocks": _at_least(0),
+    "--lambda_mi": _at_least(0),
+    "--lambda_vid": _at_least(0),
+    "--lambda_crd": _at_least(0),
+    "--vid_mean": (lambda v: v in VID_MEANS, f"must be one of {', '.join(VID_MEANS)}"),
+    "--vid_width": _at_least(1),
+    "--crd_width": _at_least(1),
+}
+
+
+def check(ok: bool, flag: str, message: str) -> None:
+    """Raise the :class:`OptionError` users see, one line naming ``flag``, unless ``ok``."""
     if not ok:
-        raise ValueError(f"{flag}: {message}")
+        raise OptionError(f"{flag}: {message}")
+
+
+def require(flag: str, value) -> None:
+    """Check ``value`` against ``flag``'s rule in :data:`RULES`."""
+    ok, rule = RULES[flag]
+    check(ok(value), flag, f"{rule}, got {value!r}")
 
 
 def validate(opt) -> None:
-    """Check the parsed options; a ValueError names the offending flag."""
-    check(opt.ebm_steps >= 1, "--ebm_steps", f"must be >= 1, got {opt.ebm_steps}")
-    if opt.ebm_step_size is not None:
-        check(opt.ebm_step_size > 0, "--ebm_step_size", f"must be > 0, got {opt.ebm_step_size}")
-    check(opt.ebm_noise >= 0, "--ebm_noise", f"must be >= 0, got {opt.ebm_noise}")
-    for flag in ("lambda_mi", "lambda_vid", "lambda_crd"):
-        check(getattr(opt, flag) >= 0, "--" + flag, f"must be >= 0, got {getattr(opt, flag)}")
-    check(opt.ebm_l2 >= 0, "--ebm_l2", f"must be >= 0, got {opt.ebm_l2}")
-    check(opt.ebm_lr > 0, "--ebm_lr", f"must be > 0, got {opt.ebm_lr}")
-    check(all(0 <= b < 1 for b in opt.ebm_betas), "--ebm_betas",
-          f"each beta must be in [0, 1), got {opt.ebm_betas}")
-    check(opt.ebm_width >= 2 and opt.ebm_width % 2 == 0, "--ebm_width",
-          f"must be an even number >= 2, got {opt.ebm_width}")
-    for flag in ("vid_width", "crd_width"):
-        check(getattr(opt, flag) >= 1, "--" + flag, f"must be >= 1, got {getattr(opt, flag)}")
-    check(opt.ebm_blocks >= 0, "--ebm_blocks", f"must be >= 0, got {opt.ebm_blocks}")
-    if opt.ebm_range is not None:
-        lo, hi = opt.ebm_range
-        check(math.isfinite(lo) and math.isfinite(hi) and lo < hi, "--ebm_range",
-              f"needs LO < HI, got {opt.ebm_range}")
+    """Check the parsed options against every rule; :class:`OptionError` names the first bad
+    flag. None, where a flag allows it, is the paper's value (``--ebm_step_size``) or no clamp
+    (``--ebm_range none``) and is not checked."""
+    for flag in RULES:
+        value = getattr(opt, flag[2:])
+        if value is not None:
+            require(flag, value)
 
 
 def defaults() -> argparse.Namespace:

@@ -1,17 +1,27 @@
 """The facade patched upstream code calls: one :class:`Runtime` built from the parsed options.
 
-A patch adds a handful of lines to an upstream training loop::
+A patch adds a handful of lines to an upstream training loop, each one call::
 
     self.vem = Runtime(opt)                                   # after options are parsed
-    self.vem.update(student=s, teacher=t, real=y)             # before the student's loss
-    loss_G = loss_G + self.vem.student_loss(student=s, teacher=t, real=y)
-    self.vem.save(path) / self.vem.load(path)                 # beside upstream's checkpoints
-    exclude self.vem.modules() from MACs/parameter counts
+    loss_G = self.vem.add_term(loss_G, student=s, teacher=t, real=y, log_to=self, prefix="G_")
+    self.vem.save(path)                                       # beside upstream's checkpoints
 
-Without ``--vem`` (or ``--mi``) every call is a no-op and ``student_loss`` returns ``0.0``, so
-upstream behaves exactly as before. With it, the runtime owns a plugin manager on which the
-selected estimator is registered as a plugin (:class:`EstimatorPlugin`); the training hooks of
-every other installed plugin run beside it.
+:meth:`Runtime.add_term` (or :meth:`Runtime.step` for the term alone) is the whole per-step
+sequence: the estimators' own step (for VEM: Langevin negatives and the energy model's update),
+then the weighted student term with the same negatives, then the values published into
+upstream's loss log. Without ``--vem`` (or ``--mi``) every call is a no-op and ``add_term``
+returns ``loss`` itself, so upstream behaves exactly as before. The runtime owns a plugin manager
+on which the selected estimator is registered as a plugin (:class:`EstimatorPlugin`); the
+training hooks of every other installed plugin run beside it.
+
+Logged values, one scheme for every adapter (:meth:`Runtime.log_values`), under the adapter's
+prefix (``G_`` in pix2pix-lineage code, ``S_`` for OMGD's student):
+
+* ``<prefix>mi``: the weighted student term (0.0 on a skipped step);
+* ``<prefix>energy_gap`` (E(t,s) - E(t~,s)) and ``<prefix>ebm_loss`` for VEM,
+  ``<prefix>vid_nll`` for VID, ``<prefix>crd_loss`` and ``<prefix>crd_estimate`` for CRD;
+* ``<prefix>mi_skipped``: estimator steps skipped so far as non-finite;
+* the terms and statistics of any other plugin, under the names it returns.
 """
 from __future__ import annotations
 
@@ -22,6 +32,8 @@ import os
 import torch
 
 from vem_plugins import hookimpl
+from vem_plugins.errors import OptionError
+from vem_plugins.messages import tell
 from vem_plugins.method import options
 from vem_plugins.plugins import estimators, new_plugin_manager
 
@@ -46,7 +58,7 @@ def pick_target(teacher, real, mode: str) -> torch.Tensor:
         mode = "real" if real is not None else "teacher"
     t = real if mode == "real" else teacher
     if t is None:
-        raise ValueError(f"--mi_target {mode}: upstream passed no {mode} image here")
+        raise OptionError(f"--mi_target {mode}: upstream passed no {mode} image here")
     return t.detach()
 
 
@@ -91,7 +103,8 @@ class EstimatorPlugin:
         if saved is None:
             return
         if saved["name"] != self.name:
-            raise ValueError(f"--mi {self.name}: the checkpoint holds a {saved['name']} estimator")
+            raise OptionError(f"--mi {self.name}: the checkpoint holds a {saved['name']} "
+                              "estimator; resume with the same --mi")
         config = saved["state"]["_extra_state"]["config"]
         est = self._build((config["t_channels"], config["s_channels"]), context.device)
         est.load_state_dict(saved["state"])
@@ -123,7 +136,8 @@ class Runtime:
         self.enabled = options.enabled(opt)
         self.stats: dict[str, float] = {}
         self.losses: dict[str, torch.Tensor] = {}
-        self.plugin = None
+        self._logged: list[str] = []
+        self._plugin = None
         if self.enabled:
             options.validate(opt)
             name = opt.mi or "vem"
@@ -132,20 +146,26 @@ class Runtime:
                 opt = copy.copy(opt)  # upstream's options stay as parsed
                 opt.ebm_step_size = step
             if name == "vem":
-                print(f"vem-plugins: Langevin step size {step:g} ({why})", flush=True)
+                tell(f"Langevin step size {step:g} ({why})")
         self.context = Context(step=0, options=opt,
                                device=torch.device(device) if device is not None else None)
         if self.enabled:
-            self.plugin = EstimatorPlugin(name, estimators()[name], opt)
+            self._plugin = EstimatorPlugin(name, estimators()[name], opt)
             self.pm = new_plugin_manager()
-            self.pm.register(self.plugin, name="vem_plugins.active_estimator")
+            self.pm.register(self._plugin, name="vem_plugins.active_estimator")
         path = getattr(opt, "restore_vem_path", None)
         if path:
             if not self.enabled:
-                raise ValueError("--restore_vem_path: restoring the MI estimator needs --vem (or --mi)")
+                raise OptionError("--restore_vem_path: restoring the MI estimator needs --vem "
+                                  "(or --mi)")
             self.load(path)
-            print(f"vem-plugins: restored the estimator from {path} (step {self.context.step})",
-                  flush=True)
+            tell(f"restored the estimator from {path} (step {self.context.step})")
+
+    @property
+    def estimator(self):
+        """The active estimator (a :class:`vem_plugins.method.estimators.base.Estimator`), or None:
+        disabled, or not built yet (it is built at the first tensors it sees)."""
+        return self._plugin.estimator if self._plugin else None
 
     def _args(self, student, teacher, real):
         if self.context.device is None:
@@ -153,38 +173,83 @@ class Runtime:
         return dict(teacher=None if teacher is None else teacher.detach(), student=student,
                     real=None if real is None else real.detach(), context=self.context)
 
+    def step(self, student, teacher=None, real=None, *, log_to=None, prefix: str = ""):
+        """One student step's whole share of vem-plugins; call right before the student's
+        ``backward()``.
+
+        Runs the estimators' own step (:meth:`update`), then returns the weighted student term
+        (:meth:`student_loss`) computed with the same Langevin samples, and publishes the values
+        (:meth:`publish`) into ``log_to`` when given. Returns None without ``--vem``.
+
+        :param student: the student output, with its graph.
+        :param teacher: the teacher output for the same input (detached here), or None.
+        :param real: the paired real target, or None (unpaired or unconditional data).
+        :param log_to: upstream's model object whose ``loss_names`` drive its loss logging.
+        :param prefix: prepended to every logged name (``G_``, ``S_``, ...).
+        """
+        if not self.enabled:
+            return None
+        first = self.estimator is None
+        self.update(student=student, teacher=teacher, real=real)
+        term = self.student_loss(student=student, teacher=teacher, real=real)
+        if first:
+            count = sum(p.numel() for m in self.modules() for p in m.parameters())
+            tell(f"the {self.context.options.mi or 'vem'} estimator has {count / 1e6:.3f} M "
+                 "parameters (trained beside the student, not part of it)")
+        if log_to is not None:
+            self.publish(log_to, prefix)
+        return term
+
+    def add_term(self, loss, student, teacher=None, real=None, *, log_to=None, prefix: str = ""):
+        """``loss`` plus :meth:`step`'s term; ``loss`` itself (the same object) without --vem."""
+        term = self.step(student, teacher, real, log_to=log_to, prefix=prefix)
+        return loss if term is None else loss + term
+
     def update(self, student, teacher=None, real=None) -> dict[str, float]:
-        """The estimators' own step; call once per student step, before :meth:`student_loss`."""
+        """The estimators' own step alone (:meth:`step` runs it); returns their statistics."""
         if not self.enabled:
             return {}
         self.stats = _merge(self.pm.hook.estimator_update(**self._args(student, teacher, real)))
         return self.stats
 
     def student_loss(self, student, teacher=None, real=None):
-        """Sum of every plugin's student terms (0.0 when disabled); the terms stay in ``losses``."""
+        """Sum of every plugin's student terms alone (:meth:`step` computes it; 0.0 when
+        disabled); the terms stay in ``losses``."""
         if not self.enabled:
             return 0.0
         self.losses = _merge(self.pm.hook.student_loss(**self._args(student, teacher, real)))
         self.context.step += 1
         return sum(self.losses.values(), torch.zeros((), device=student.device))
 
-    def log_values(self) -> dict[str, float]:
-        """The last iteration's terms and statistics as floats, for upstream's loss logging."""
-        values = {name: float(v.detach()) for name, v in self.losses.items()}
-        values.update(self.stats)
-        return values
+    def log_values(self, prefix: str = "") -> dict[str, float]:
+        """The last step's terms and statistics as floats, named by the module docstring's scheme.
 
-    def _estimator(self):
-        return self.plugin.estimator if self.plugin else None
+        Every name logged once stays, as 0.0 on a step that skipped it (a non-finite step adds
+        no term), so upstream's loss tables keep their columns.
+        """
+        values = {"mi": 0.0} if self.enabled else {}
+        values.update({name: float(v.detach()) for name, v in self.losses.items()})
+        values.update({("mi_skipped" if k == "skipped" else k): v for k, v in self.stats.items()})
+        for name in self._logged:
+            values.setdefault(name, 0.0)
+        self._logged += [name for name in values if name not in self._logged]
+        return {prefix + name: value for name, value in values.items()}
+
+    def publish(self, model, prefix: str = "") -> None:
+        """Put :meth:`log_values` where pix2pix-lineage code logs losses: ``model.loss_<name>``
+        for every name, appended to ``model.loss_names``."""
+        for name, value in self.log_values(prefix).items():
+            setattr(model, "loss_" + name, value)
+            if name not in model.loss_names:
+                model.loss_names.append(name)
 
     def modules(self) -> list[torch.nn.Module]:
         """Networks vem-plugins added: keep them out of the student's MACs and parameter counts."""
-        est = self._estimator()
-        return [] if est is None else [est]
+        return [] if self.estimator is None else [self.estimator]
 
     def negatives(self) -> torch.Tensor | None:
         """The estimator's last Langevin samples t~ (None without them: disabled, VID, CRD)."""
-        return getattr(self._estimator(), "negatives", None)
+        return getattr(self.estimator, "negatives", None)
 
     def state_dict(self) -> dict:
         if not self.enabled:

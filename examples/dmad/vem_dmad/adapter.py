@@ -15,7 +15,7 @@ What gains ``--vem``: the pix2pix models, ``Pix2PixModel`` (U-Net, 256 px) and
 paper for paired data; the MI term joins ``loss_G`` before its ``backward()``. The mask search
 (``train.py --mask``) and the CycleGAN models are not patched: ``--vem`` does nothing there.
 The terms appear in DMAD's loss log (console and ``logger.log``) as ``G_mi``,
-``G_energy_gap``, ``G_ebm_loss`` and ``G_skipped``. The estimator is saved with every
+``G_energy_gap``, ``G_ebm_loss`` and ``G_mi_skipped``. The estimator is saved with every
 ``save_models`` as ``<checkpoints_dir>/<name>/latest_vem.pth`` (DMAD deletes its per-epoch
 ``checkpoints/`` folder at the end); resume it with ``--restore_vem_path``. Without ``--vem``
 DMAD trains, logs, profiles and saves exactly as before.

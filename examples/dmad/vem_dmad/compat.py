@@ -8,8 +8,7 @@ import math
 import os
 import re
 
-#: The FID Inception weights upstream downloads (metric/inception.py) and where torch keeps them.
-INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
+from vem_plugins.authoring.compat import INCEPTION, missing_weights, replace_once, tell
 
 
 def fix_parser(parser):
@@ -47,9 +46,7 @@ def fix_evaluation(namespace: dict) -> None:
                       ("test_cyclegan_fid", (math.nan, math.nan))):
         if name in namespace:
             namespace[name] = _never_fatal(namespace[name], nan)
-    util = namespace["util"]
-    if not getattr(util.combine_best_model, "vem_plugins_fix", False):
-        util.combine_best_model = _last_epoch_if_unevaluated(util.combine_best_model)
+    replace_once(namespace["util"], "combine_best_model", _last_epoch_if_unevaluated)
 
 
 def _never_fatal(evaluate, nan):
@@ -59,7 +56,7 @@ def _never_fatal(evaluate, nan):
         try:
             return evaluate(model, opt)
         except OSError as exc:
-            print(f"vem-plugins: evaluation skipped, training goes on: {missing(exc)}", flush=True)
+            tell(f"evaluation skipped, training goes on: {missing(exc)}")
             return nan
     return guarded
 
@@ -69,11 +66,7 @@ def missing(exc: OSError) -> str:
     if getattr(exc, "filename", None):
         return f"{exc.filename} is missing ({exc.strerror}); it comes with DMAD's README " \
                "downloads (real statistics, DRN model), or pass --no_fid"
-    home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
-    where = os.path.join(home, "hub", "checkpoints", INCEPTION)
-    return f"the FID Inception weights could not be downloaded ({exc}); put {INCEPTION} at " \
-           f"{where}, or pass --no_fid"
+    return f"{missing_weights(INCEPTION, 'FID')} ({exc}) Or pass --no_fid."
 
 
 def _last_epoch_if_unevaluated(combine):
@@ -86,5 +79,4 @@ def _last_epoch_if_unevaluated(combine):
             best_AtoB_epoch = best_AtoB_epoch if exists(best_AtoB_epoch) else saved[-1]
             best_BtoA_epoch = best_BtoA_epoch if exists(best_BtoA_epoch) else saved[-1]
         return combine(best_AtoB_epoch, best_BtoA_epoch, source_path, target_path, type)
-    combine_best_model.vem_plugins_fix = True
     return combine_best_model

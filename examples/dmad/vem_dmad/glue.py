@@ -38,17 +38,9 @@ def runtime(model) -> Runtime:
 def add_mi_term(model, loss, student, real=None, teacher=None):
     """``loss`` plus the MI term, after the estimator's own step; ``loss`` itself without --vem.
     The terms join DMAD's loss log as ``G_mi``, ``G_energy_gap``, ``G_ebm_loss`` and
-    ``G_skipped`` (steps skipped as non-finite)."""
-    vem = runtime(model)
-    if not vem.enabled:
-        return loss
-    vem.update(student=student, teacher=teacher, real=real)
-    loss = loss + vem.student_loss(student=student, teacher=teacher, real=real)
-    for name, value in vem.log_values().items():
-        setattr(model, "loss_G_" + name, value)
-        if "G_" + name not in model.loss_names:
-            model.loss_names.append("G_" + name)
-    return loss
+    ``G_mi_skipped`` (steps skipped as non-finite)."""
+    return runtime(model).add_term(loss, student=student, teacher=teacher, real=real,
+                                   log_to=model, prefix="G_")
 
 
 def save(model, save_dir) -> None:

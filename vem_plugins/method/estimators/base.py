@@ -17,14 +17,14 @@ before the first one, so every rank holds the same estimator.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from vem_plugins.messages import tell
 from vem_plugins.method.langevin import widen
-from vem_plugins.method.options import check
+from vem_plugins.method.options import check, require
 
 
 def _distributed() -> bool:
@@ -45,6 +45,10 @@ def _average_across_ranks(grads: list[torch.Tensor]) -> None:
 class Estimator(nn.Module):
     """Base class; subclasses build their networks, then call :meth:`_init_optimizer`.
 
+    Arguments that mirror a flag are checked against that flag's one rule
+    (:data:`vem_plugins.method.options.RULES`); a bad one raises
+    :class:`~vem_plugins.errors.OptionError` naming the flag.
+
     :param config: the architecture (what a saved state must match to be loaded).
     :param weight: weight of the student term (the flag :attr:`WEIGHT_FLAG`).
     :param lr: learning rate of the estimator's Adam.
@@ -56,9 +60,9 @@ class Estimator(nn.Module):
 
     def __init__(self, config: dict, weight: float, lr: float, betas=(0.0, 0.999)):
         super().__init__()
-        check(weight >= 0, self.WEIGHT_FLAG, f"must be >= 0, got {weight}")
-        check(lr > 0, "--ebm_lr", f"must be > 0, got {lr}")
-        check(all(0 <= b < 1 for b in betas), "--ebm_betas", f"each beta must be in [0, 1), got {betas}")
+        require(self.WEIGHT_FLAG, weight)
+        require("--ebm_lr", lr)
+        require("--ebm_betas", betas)
         self.config = {"estimator": type(self).__name__, **config}
         self.term_weight, self.lr, self.betas = weight, lr, tuple(betas)
         self.register_buffer("skipped", torch.zeros((), dtype=torch.long))
@@ -143,9 +147,8 @@ class Estimator(nn.Module):
     def _skip(self, what: str):
         self.skipped += 1
         self._iteration_ok = False
-        warnings.warn(f"vem-plugins: non-finite {type(self).__name__} {what}; skipped this "
-                      f"iteration's update and MI term ({int(self.skipped)} skipped so far)",
-                      RuntimeWarning, stacklevel=3)
+        tell(f"non-finite {type(self).__name__} {what}; skipped this iteration's update and MI "
+             f"term ({int(self.skipped)} skipped so far)")
 
     def _follow(self, device: torch.device):
         """Move to the student's device (with the optimiser state) and sync ranks once."""

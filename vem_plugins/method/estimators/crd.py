@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vem_plugins.method.estimators.base import Estimator
+from vem_plugins.method.options import require
 
 
 def _encoder(channels: int, width: int, dim: int) -> nn.Module:
@@ -32,6 +33,7 @@ class CRD(Estimator):
     def __init__(self, t_channels: int = 3, s_channels: int = 3, width: int = 64, dim: int = 128,
                  queue: int = 1024, temperature: float = 0.07, weight: float = 0.8,
                  lr: float = 1e-4, betas=(0.0, 0.999)):
+        require("--crd_width", width)
         super().__init__(dict(t_channels=t_channels, s_channels=s_channels, width=width, dim=dim,
                               queue=queue), weight, lr, betas)
         self.embed_t = _encoder(t_channels, width, dim)

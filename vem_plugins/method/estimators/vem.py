@@ -16,10 +16,11 @@ import math
 
 import torch
 
+from vem_plugins.messages import tell
 from vem_plugins.method.energy import EnergyNet, max_blocks, min_size
 from vem_plugins.method.estimators.base import Estimator
 from vem_plugins.method.langevin import sample
-from vem_plugins.method.options import check
+from vem_plugins.method.options import check, require
 
 #: names the energy network in saved states; states of another architecture are refused
 ARCHITECTURE = "kang2022"
@@ -36,13 +37,11 @@ class VEM(Estimator):
                  steps: int = 10, step_size: float = 100.0, noise: float = 0.005,
                  sampler: str = "paper", value_range=(-1.0, 1.0), l2: float = 0.05,
                  weight: float = 0.1, lr: float = 1e-4, betas=(0.0, 0.999)):
-        check(steps >= 1, "--ebm_steps", f"must be >= 1, got {steps}")
-        check(step_size > 0, "--ebm_step_size", f"must be > 0, got {step_size}")
-        check(noise >= 0, "--ebm_noise", f"must be >= 0, got {noise}")
-        check(sampler in ("paper", "textbook"), "--ebm_sampler", f"unknown sampler {sampler!r}")
-        check(l2 >= 0, "--ebm_l2", f"must be >= 0, got {l2}")
+        for flag, value in (("--ebm_steps", steps), ("--ebm_step_size", step_size),
+                            ("--ebm_noise", noise), ("--ebm_sampler", sampler), ("--ebm_l2", l2)):
+            require(flag, value)
         if value_range is not None:
-            check(value_range[0] < value_range[1], "--ebm_range", f"needs LO < HI, got {value_range}")
+            require("--ebm_range", value_range)
         super().__init__(dict(architecture=ARCHITECTURE, t_channels=t_channels,
                               s_channels=s_channels, width=width, blocks=blocks), weight, lr, betas)
         self.energy = EnergyNet(t_channels, s_channels, width, blocks)  # checks width and blocks
@@ -68,9 +67,9 @@ class VEM(Estimator):
                   f"the energy network was trained with {len(self.energy.blocks)} blocks, which "
                   f"need images of at least {min_size(len(self.energy.blocks))} px; got "
                   f"{tuple(s.shape[-2:])}")
-            print(f"vem-plugins: --ebm_blocks {self.config['blocks']} needs images of at least "
-                  f"{min_size(self.config['blocks'])} px; at {s.shape[-2]}x{s.shape[-1]} the energy "
-                  f"network uses the most that fit, {fit}", flush=True)
+            tell(f"--ebm_blocks {self.config['blocks']} needs images of at least "
+                 f"{min_size(self.config['blocks'])} px; at {s.shape[-2]}x{s.shape[-1]} the energy "
+                 f"network uses the most that fit, {fit}")
             self._use_blocks(fit)
         if self.value_range is None or self._range_checked:
             return

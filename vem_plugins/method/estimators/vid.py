@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vem_plugins.method.estimators.base import Estimator
-from vem_plugins.method.options import check
+from vem_plugins.method.options import check, require
 
 EPS = 1e-5
 
@@ -32,10 +32,11 @@ class VID(Estimator):
     def __init__(self, t_channels: int = 3, s_channels: int = 3, mean: str = "identity",
                  width: int = 64, init_var: float = 5.0, weight: float = 1.0, lr: float = 1e-4,
                  betas=(0.0, 0.999)):
-        check(mean in ("identity", "learned"), "--vid_mean", f"unknown mean {mean!r}")
+        require("--vid_mean", mean)
+        require("--vid_width", width)
         check(mean == "learned" or t_channels == s_channels, "--vid_mean",
-              f"identity needs t and s with the same channels, got {t_channels} and {s_channels}")
-        check(width >= 1, "--vid_width", f"must be >= 1, got {width}")
+              f"identity needs t and s with the same channels, got {t_channels} and "
+              f"{s_channels}: use --vid_mean learned")
         config = dict(t_channels=t_channels, s_channels=s_channels, mean=mean)
         super().__init__({**config, "width": width} if mean == "learned" else config, weight, lr, betas)
         self.mean = nn.Identity() if mean == "identity" else nn.Sequential(

@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from vem_plugins.plugins import ENTRY_POINT_GROUP, adapters, is_builtin
-from vem_plugins.authoring.testing import offline_env, require_upstream, stand_in_weights
+from vem_plugins.authoring.testing import offline_env, stand_in_weights
 from vem_plugins.authoring.testing import vem_checkout, vem_dataset, vem_smoke  # noqa: F401 - fixtures
 
 #: The built-in adapters' names, from vem-plugins' own entry points.
@@ -39,11 +39,9 @@ def env(name, tmp_path):
     shutil.rmtree(home)
 
 
-@pytest.mark.upstream
-@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.needs(n)) for n in BUILTIN])
 def test_builtin_smoke_recipe(name, vem_smoke, env):
     adapter = adapters()[name]  # registered through the plugin hook, as users get it
-    require_upstream(adapter.url)
     run = vem_smoke(adapter, env=env)
     run.assert_ok()
     run.assert_mi_logged()
