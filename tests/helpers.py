@@ -6,7 +6,9 @@ import mode, and ``tests/conftest.py`` has pytest rewrite its asserts like a tes
 """
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -28,6 +30,40 @@ def write_images(folder: Path, count: int, size: int, rng, paired: bool = False)
     for i in range(count):
         pixels = rng.integers(0, 256, (size, 2 * size if paired else size, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def load(path) -> dict:
+    """A checkpoint, on CPU, with ``weights_only`` (as upstream's loaders do after our fixes)."""
+    import torch
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def shapes(path) -> dict:
+    """Name -> shape of a saved network: equal shapes mean equal parameter counts too."""
+    return {k: tuple(v.shape) for k, v in load(path).items()}
+
+
+def upstream_env(torch_home, **extra) -> dict[str, str]:
+    """The environment upstream runs get: no network (downloads fail at once, as offline), the
+    pretrained weights of ``torch_home`` only, unbuffered output, and one OpenMP thread: on a
+    shared 2-core machine, OpenMP's spinning threads can slow tiny CPU runs down tenfold."""
+    from vem_plugins.authoring.testing import offline_env
+    return {**os.environ, **offline_env(), "TORCH_HOME": str(torch_home),
+            "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **extra}
+
+
+def run_script(script: str, args, cwd, env, out: Path) -> str:
+    """Run upstream's ``script`` (or ``-c`` code, when it has several lines) with ``args`` in
+    ``cwd``; its console output, also kept in ``out``. A failed run fails the test with the end
+    of that output."""
+    argv = ["-c", script] if "\n" in script else [script]
+    with open(out, "w+") as f:
+        proc = subprocess.run([sys.executable, *argv, *args], cwd=cwd, env=env, stdout=f,
+                              stderr=subprocess.STDOUT, timeout=600)
+        f.seek(0)
+        output = f.read()
+    assert proc.returncode == 0, f"{out.stem} failed:\n{output[-6000:]}"
+    return output
 
 
 class UpstreamRun:

@@ -13,7 +13,6 @@ Skipped, with the reason, without CAGC's repository or the adapter's requirement
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -25,14 +24,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import UpstreamRun
+from helpers import UpstreamRun, load, upstream_env
 from vem_plugins.install import checkout as installer
 from vem_plugins.adapters.cagc.adapter import ADAPTER, PARSING_WEIGHTS
 from vem_plugins.authoring.testing import install_adapter
 
 pytestmark = pytest.mark.needs(ADAPTER)
 
-OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
 TINY_EBM = ["--ebm_width", "8", "--ebm_blocks", "2", "--ebm_steps", "2"]
 TINY = ["--size", "16", "--batch_size", "2", "--channel_multiplier", "1", "--kd_lpips_lambda", "0",
         "--model_save_freq", "1", "--val_sample_freq", "100", "--n_sample", "4"]
@@ -59,7 +57,7 @@ class Run(UpstreamRun):
 
     def checkpoint(self, iteration: int) -> dict:
         path = self.exp / "ckpt" / f"{iteration:06d}.pt"
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load(path)
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +74,7 @@ def cagc(tmp_path_factory):
     for i in range(16):
         pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(data / f"{i:03d}.png")
-    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-    env.update(TORCH_HOME=str(root / "torch"), http_proxy=OFFLINE, https_proxy=OFFLINE,
-               HTTP_PROXY=OFFLINE, HTTPS_PROXY=OFFLINE, PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS="1")  # on a shared 2-core machine, OpenMP's spinning threads can
-    # slow tiny CPU runs down tenfold; one thread each keeps them fast and deterministic
+    env = upstream_env(root / "torch")
     subprocess.run([sys.executable, "-c", "from vem_plugins.adapters.cagc import adapter; "
                     f"adapter.write_random_checkpoints({str(root)!r}, 16)"],
                    cwd=checkout, env=env, check=True, capture_output=True)

@@ -13,21 +13,17 @@ Skipped, with the reason, without CAT's repository or the adapter's requirements
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from helpers import UpstreamRun, write_images
+from helpers import UpstreamRun, load, run_script, shapes, upstream_env, write_images
 from vem_plugins.adapters.cat.adapter import ADAPTER
 from vem_plugins.authoring.smoke import state_equal
-from vem_plugins.authoring.testing import install_adapter, offline_env
+from vem_plugins.authoring.testing import install_adapter
 
 pytestmark = pytest.mark.needs(ADAPTER)
 MI_NAMES = {"G_mi", "G_energy_gap", "G_ebm_loss", "G_mi_skipped"}
@@ -77,14 +73,6 @@ class Run(UpstreamRun):
         return [line for line in self.log.splitlines() if line.startswith("netG student FLOPs")]
 
 
-def load(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def shapes(path) -> dict:
-    return {k: tuple(v.shape) for k, v in load(path).items()}
-
-
 # -- fixtures -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cat(tmp_path_factory):
@@ -101,9 +89,7 @@ def cat(tmp_path_factory):
         write_images(data / split, count, 64, rng)
     stat = data / "real_stat.npz"  # read at start-up; never used (FID is skipped)
     np.savez(stat, mu=np.zeros(2048), sigma=np.eye(2048))
-    env = dict(os.environ, **offline_env(), TORCH_HOME=str(root / "torch_empty"),
-               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # on a shared 2-core machine,
-    # OpenMP's spinning threads can slow tiny CPU runs down tenfold; one thread keeps them fast
+    env = upstream_env(root / "torch_empty")
     c = types.SimpleNamespace(root=root, checkout=checkout, compat_only=compat_only, data=data,
                               stat=str(stat), env=env)
     c.teacher = run(c, "teacher", "train.py", [
@@ -115,14 +101,8 @@ def cat(tmp_path_factory):
 def run(cat, name, script, args, checkout=None) -> Run:
     """Run upstream's ``script`` (or ``-c`` code) into ``<root>/<name>``."""
     log_dir = cat.root / name
-    argv = ["-c", script] if "\n" in script else [script]
-    cmd = [sys.executable, *argv, "--log_dir", str(log_dir), *args]
-    with open(cat.root / f"{name}.out", "w+") as out:
-        proc = subprocess.run(cmd, cwd=checkout or cat.checkout, env=cat.env, stdout=out,
-                              stderr=subprocess.STDOUT, timeout=600)
-        out.seek(0)
-        output = out.read()
-    assert proc.returncode == 0, f"{name} failed:\n{output[-6000:]}"
+    output = run_script(script, ["--log_dir", str(log_dir), *args], checkout or cat.checkout,
+                        cat.env, cat.root / f"{name}.out")
     return Run(log_dir, output)
 
 

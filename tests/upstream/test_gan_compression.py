@@ -14,7 +14,6 @@ Skipped, with the reason, without GAN-Compression's repository or the adapter's 
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -25,11 +24,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import UpstreamRun, write_images
+from helpers import UpstreamRun, load, run_script, shapes, upstream_env, write_images
 from vem_plugins.adapters.gan_compression import compat
 from vem_plugins.adapters.gan_compression.adapter import ADAPTER
 from vem_plugins.authoring.smoke import state_equal
-from vem_plugins.authoring.testing import install_adapter, offline_env
+from vem_plugins.authoring.testing import install_adapter
 
 pytestmark = pytest.mark.needs(ADAPTER)
 MI_NAMES = {"G_mi", "G_energy_gap", "G_ebm_loss", "G_mi_skipped"}
@@ -72,14 +71,6 @@ class Run(UpstreamRun):
         return [losses for _, losses in self.rows]
 
 
-def load(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def shapes(path) -> dict:
-    return {k: tuple(v.shape) for k, v in load(path).items()}
-
-
 # -- fixtures -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def gc(tmp_path_factory):
@@ -101,9 +92,7 @@ def gc(tmp_path_factory):
 
     home = root / "torch_home"  # gets a FID Inception stand-in: same architecture, random weights
     (home / "hub" / "checkpoints").mkdir(parents=True)
-    env = dict(os.environ, **offline_env(), TORCH_HOME=str(root / "torch_empty"),
-               PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # on a shared 2-core machine,
-    # OpenMP's spinning threads can slow tiny CPU runs down tenfold; one thread keeps them fast
+    env = upstream_env(root / "torch_empty")
     g = types.SimpleNamespace(root=root, checkout=checkout, compat_only=compat_only, data=data,
                               stat=str(stat), env=env, home=home)
     g.teacher = run(g, "teacher", "train.py", [
@@ -116,14 +105,8 @@ def gc(tmp_path_factory):
 def run(gc, name, script, args, checkout=None, env=None) -> Run:
     """Run upstream's ``script`` (or ``-c`` code) into ``<root>/<name>``."""
     log_dir = gc.root / name
-    argv = ["-c", script] if "\n" in script else [script]
-    cmd = [sys.executable, *argv, "--log_dir", str(log_dir), *args]
-    with open(gc.root / f"{name}.out", "w+") as out:
-        proc = subprocess.run(cmd, cwd=checkout or gc.checkout, env=env or gc.env, stdout=out,
-                              stderr=subprocess.STDOUT, timeout=600)
-        out.seek(0)
-        output = out.read()
-    assert proc.returncode == 0, f"{name} failed:\n{output[-6000:]}"
+    output = run_script(script, ["--log_dir", str(log_dir), *args], checkout or gc.checkout,
+                        env or gc.env, gc.root / f"{name}.out")
     return Run(log_dir, output)
 
 

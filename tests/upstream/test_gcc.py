@@ -14,7 +14,6 @@ Skipped, with the reason, without GCC's repository or the adapter's requirements
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 import sys
@@ -26,14 +25,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import UpstreamRun
+from helpers import UpstreamRun, upstream_env
 from vem_plugins.adapters.gcc import compat as gcc_compat
 from vem_plugins.adapters.gcc.adapter import ADAPTER
 from vem_plugins.authoring.testing import install_adapter
 
 pytestmark = pytest.mark.needs(ADAPTER)
 
-OFFLINE = "http://127.0.0.1:9"  # nothing listens on the discard port: downloads fail at once
 TINY_EBM = ["--ebm_width", "8", "--ebm_blocks", "2", "--ebm_steps", "2"]
 SAVED = "saving the model at the end of epoch 5"
 
@@ -113,11 +111,7 @@ def gcc(tmp_path_factory):
                                                 init_weights=False)
     torch.save(inception.state_dict(),
                home / "hub" / "checkpoints" / gcc_compat.INCEPTION.file)
-    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-    env.update(TORCH_HOME=str(home), http_proxy=OFFLINE, https_proxy=OFFLINE,
-               HTTP_PROXY=OFFLINE, HTTPS_PROXY=OFFLINE, PYTHONUNBUFFERED="1",
-               OMP_NUM_THREADS="1")  # on a shared 2-core machine, OpenMP's spinning threads can
-    # slow tiny CPU runs down tenfold; one thread each keeps them fast and deterministic
+    env = upstream_env(home)
     pretrain = root / "pretrain"
     subprocess.run([sys.executable, "-c", PRETRAIN, str(pretrain), str(data)], cwd=checkout,
                    env=env, check=True, capture_output=True)

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import UpstreamRun, write_images
+from helpers import UpstreamRun, load, shapes, write_images
 from vem_plugins.adapters.omgd import compat as omgd_compat
 from vem_plugins.adapters.omgd.adapter import ADAPTER
 from vem_plugins.authoring.smoke import state_equal
@@ -94,15 +94,6 @@ class Run(UpstreamRun):
     def profile(self) -> list[str]:
         """OMGD's MACs/parameter lines (one per generator it profiles)."""
         return [line for line in self.output.splitlines() if "MACs:" in line]
-
-
-def parameter_shapes(path) -> dict:
-    """Name -> shape of a saved network: equal shapes mean equal parameter counts too."""
-    return {k: tuple(v.shape) for k, v in torch.load(path, weights_only=True).items()}
-
-
-def vem_state(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -257,15 +248,15 @@ def test_multiteacher_vem(omgd, p2p_plain, p2p_vem):
     assert b"S_loss/S_mi" not in p2p_plain.events()
     ckpt = p2p_vem.dir / "checkpoints"
     for epoch in ("latest", "1"):
-        state = vem_state(ckpt / f"{epoch}_vem.pth")
+        state = load(ckpt / f"{epoch}_vem.pth")
         assert state["step"] == 3 and state["estimator"]["name"] == "vem"
         assert state["estimator"]["state"]["_extra_state"]["config"]["width"] == 8
     # its Adam is not among OMGD's optimisers (so --restore_O_path works either way)
     assert sorted(p.name for p in ckpt.glob("latest_optim-*")) == \
         sorted(p.name for p in (p2p_plain.dir / "checkpoints").glob("latest_optim-*"))
     # the student is the same network: same parameters, same OMGD profile
-    assert parameter_shapes(ckpt / "latest_net_G_student.pth") == \
-        parameter_shapes(p2p_plain.dir / "checkpoints" / "latest_net_G_student.pth")
+    assert shapes(ckpt / "latest_net_G_student.pth") == \
+        shapes(p2p_plain.dir / "checkpoints" / "latest_net_G_student.pth")
     assert p2p_vem.profile() == p2p_plain.profile()
     assert (p2p_vem.dir / "netG_student.txt").read_text() == \
         (p2p_plain.dir / "netG_student.txt").read_text()
@@ -286,11 +277,11 @@ def test_multiteacher_resume(omgd, p2p_vem):
         "--restore_A_path", str(ck / "latest_net_A"), "--restore_O_path", str(ck / "latest_optim"),
         "--restore_vem_path", str(ck / "latest_vem.pth"), "--epoch_base", "2", "--iter_base", "3"],
         script=RESUME)
-    saved = vem_state(ck / "latest_vem.pth")
-    assert state_equal(vem_state(resumed.dir / "restored_vem.pth"), saved)
+    saved = load(ck / "latest_vem.pth")
+    assert state_equal(load(resumed.dir / "restored_vem.pth"), saved)
     assert [info["iters"] for info, _ in resumed.rows] == [4, 5, 6]
     assert all(MI_NAMES <= losses.keys() for _, losses in resumed.rows)
-    after = vem_state(resumed.dir / "checkpoints" / "latest_vem.pth")
+    after = load(resumed.dir / "checkpoints" / "latest_vem.pth")
     assert after["step"] == saved["step"] + 3
     assert not state_equal(after["estimator"]["state"], saved["estimator"]["state"])
     # the paper's Langevin step per dataset, said in the output
@@ -310,11 +301,11 @@ def test_cycleganbest_vem(omgd, cg_plain, cg_vem):
     assert b"S_loss/S_mi" in cg_vem.events() and b"S_loss/S_mi" not in cg_plain.events()
     student = cg_vem.dir / "checkpoints" / "student"
     for epoch in ("lastet", "1"):  # OMGD's own spelling of its "latest" student checkpoint
-        state = vem_state(student / f"{epoch}_vem.pth")
+        state = load(student / f"{epoch}_vem.pth")
         assert state["step"] == 3
         assert state["estimator"]["state"]["_extra_state"]["config"]["width"] == 16
-    assert parameter_shapes(student / "1_net_G.pth") == \
-        parameter_shapes(cg_plain.dir / "checkpoints" / "student" / "1_net_G.pth")
+    assert shapes(student / "1_net_G.pth") == \
+        shapes(cg_plain.dir / "checkpoints" / "student" / "1_net_G.pth")
     assert cg_vem.profile() == cg_plain.profile()
     assert (cg_vem.dir / "checkpoints" / "best_net_G_teacher_A.pth").is_file()  # --no_fid
     print("\ncycleganbest student s/iter without / with --vem: %.2f / %.2f"
@@ -344,11 +335,11 @@ def test_cycleganbest_resume(omgd, cg_vem):
         "--restore_A_path", str(student / "1_net_A"), "--restore_O_path", str(teacher / "1_optim"),
         "--restore_vem_path", str(student / "1_vem.pth"), "--epoch_base", "2", "--iter_base", "3"],
         script=RESUME)
-    saved = vem_state(student / "1_vem.pth")
-    assert state_equal(vem_state(resumed.dir / "restored_vem.pth"), saved)
+    saved = load(student / "1_vem.pth")
+    assert state_equal(load(resumed.dir / "restored_vem.pth"), saved)
     assert len(resumed.student_rows()) == 3
     assert all(MI_NAMES <= losses.keys() for losses in resumed.student_rows())
-    after = vem_state(resumed.dir / "checkpoints" / "student" / "lastet_vem.pth")
+    after = load(resumed.dir / "checkpoints" / "student" / "lastet_vem.pth")
     assert after["step"] == saved["step"] + 3
     assert not state_equal(after["estimator"]["state"], saved["estimator"]["state"])
 
@@ -371,7 +362,7 @@ def test_baselines(omgd, distiller, mi, names):
     for losses in rows:
         assert {"S_mi", "S_mi_skipped"} | names <= losses.keys()
         assert not {"S_energy_gap", "S_ebm_loss"} & losses.keys()
-    state = vem_state(run.dir / ckpt)
+    state = load(run.dir / ckpt)
     assert state["estimator"]["name"] == mi and state["step"] == 2
 
 
