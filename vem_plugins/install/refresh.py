@@ -183,7 +183,8 @@ def refresh(adapter, dest, patch: str | None = None, patch_dir=None) -> RefreshR
         _write(Path(str(src)), (dest / rel).read_bytes())
     hashes_file = patch_dir / HASHES
     if hashes_file.exists():
-        text = json.dumps(dict(sorted(hashes.items())), indent=2) + "\n"
+        # one file per line and none indented: no line in patches/ looks like a diff's context
+        text = json.dumps(dict(sorted(hashes.items())), indent=0) + "\n"
         if hashes_file.read_text() != text:
             _write(hashes_file, text.encode())
     final = dataclasses.replace(adapter, patches=tuple(patch_dir / n for n in names if n in texts),
