@@ -1,5 +1,9 @@
 """The facade patched upstream code calls, and the flags it reads."""
 import argparse
+import random
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -88,7 +92,8 @@ def test_loading_another_estimator_or_width_fails_clearly(tmp_path):
     a = Runtime(parse("--vem", *TINY))
     step(a, torch.nn.Conv2d(3, 3, 3, padding=1))
     a.save(tmp_path / "vem.pth")
-    with pytest.raises(ValueError, match="--mi vid: the checkpoint holds a vem estimator"):
+    with pytest.raises(ValueError, match="the checkpoint holds a vem estimator but this run's "
+                                         "--mi is vid"):
         Runtime(parse("--mi", "vid", *TINY)).load(tmp_path / "vem.pth")
     with pytest.raises(ValueError, match="'width': 4.*'width': 8"):
         Runtime(parse("--vem", *TINY, "--ebm_width", "8")).load(tmp_path / "vem.pth")
@@ -128,6 +133,108 @@ def test_restore_vem_path_resumes_at_construction(tmp_path):
     assert b.context.step == 1 and len(b.modules()) == 1
     with pytest.raises(ValueError, match="--restore_vem_path: .* needs --vem"):
         Runtime(parse("--restore_vem_path", str(tmp_path / "1_vem.pth")))
+
+
+def saved(tmp_path, *argv, name="1_vem.pth"):
+    """A file Runtime.save wrote after one step of a runtime built from ``argv``."""
+    rt = Runtime(parse(*argv, *TINY))
+    step(rt, torch.nn.Conv2d(3, 3, 3, padding=1))
+    rt.save(tmp_path / name)
+    return tmp_path / name
+
+
+def restore_error(path, *argv) -> str:
+    """The one-line error ``--restore_vem_path path`` stops a --vem run with."""
+    with pytest.raises(OptionError) as err:
+        Runtime(parse("--vem", *TINY, *argv, "--restore_vem_path", str(path)))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"--restore_vem_path {path}")
+    assert err.value.__context__ is None or err.value.__suppress_context__  # no torch traceback
+    return message
+
+
+def test_restoring_a_file_without_estimator_state_says_what_it_holds(tmp_path, capsys):
+    generator = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+                                    torch.nn.Conv2d(8, 3, 3))
+    torch.save({"model." + k: v for k, v in generator.state_dict().items()}, tmp_path / "net_G.pth")
+    torch.save({"step": 7}, tmp_path / "step.pth")
+    torch.save([1, 2], tmp_path / "list.pth")
+    assert restore_error(tmp_path / "net_G.pth").endswith(
+        " holds no MI-estimator state: it looks like a network's state_dict (4 tensors, e.g. "
+        "model.0.weight); give the <epoch>_vem.pth file written beside upstream's checkpoints")
+    assert "holds no MI-estimator state: it holds a dict with keys step;" in \
+        restore_error(tmp_path / "step.pth")
+    assert "it holds a value of type list;" in restore_error(tmp_path / "list.pth")
+    assert "restored" not in capsys.readouterr().out
+
+
+def test_restoring_an_unreadable_file_is_one_line_naming_it(tmp_path):
+    good = saved(tmp_path, "--vem").read_bytes()
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "truncated.pth").write_bytes(good[:len(good) // 2])
+    (tmp_path / "random.pth").write_bytes(random.Random(0).randbytes(512))
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    assert restore_error(tmp_path / "empty.pth").endswith(" is empty: give an <epoch>_vem.pth file "
+                                                          "written beside upstream's checkpoints")
+    assert restore_error(tmp_path / "truncated.pth").endswith(
+        " cannot be read: it is truncated (a torch.save archive without its end: an interrupted "
+        "save or copy?)")
+    assert re.search(r" cannot be read: it is not a checkpoint vem-plugins wrote "
+                     r"\(UnpicklingError: Unsupported operand \d+\)$",
+                     restore_error(tmp_path / "random.pth"))
+    assert " cannot be read: it is not a checkpoint vem-plugins wrote (" in \
+        restore_error(tmp_path / "notes.txt")
+
+
+def test_restoring_another_estimators_state_or_shapes_is_one_line_naming_it(tmp_path):
+    assert restore_error(saved(tmp_path, "--mi", "vid")).endswith(
+        ": the checkpoint holds a vid estimator but this run's --mi is vem: "
+        "resume with the same --mi")
+    assert "cannot load an estimator state saved with" in restore_error(saved(tmp_path, "--vem"),
+                                                                        "--ebm_width", "8")
+    state = torch.load(saved(tmp_path, "--vem"), weights_only=True)
+    weights = state["estimator"]["state"]
+    name = next(k for k in weights if k.endswith("weight"))
+    weights[name] = torch.zeros(1)
+    torch.save(state, tmp_path / "reshaped.pth")
+    assert f"size mismatch for {name}: copying a param with shape torch.Size([1])" in \
+        restore_error(tmp_path / "reshaped.pth")
+
+
+def adam(rt):
+    group = rt.estimator.optimizer.param_groups[0]
+    return group["lr"], tuple(group["betas"])
+
+
+def test_optimiser_flags_given_on_resume_win_over_the_saved_settings(tmp_path, capsys):
+    path = saved(tmp_path, "--vem", "--ebm_lr", "0.0003", "--ebm_betas", "0.5,0.9")
+    capsys.readouterr()
+    # given, even at their defaults: they win, and the log says so
+    rt = Runtime(parse("--vem", *TINY, "--ebm_lr", "0.0001", "--ebm_betas", "0,0.999",
+                       "--restore_vem_path", str(path)))
+    assert adam(rt) == (1e-4, (0.0, 0.999)) and (rt.estimator.lr, rt.estimator.betas) == adam(rt)
+    assert rt.estimator.optimizer.state  # the Adam moments are still the saved ones
+    out = capsys.readouterr().out
+    assert ("vem-plugins: --ebm_lr 0.0001 given: overrides the saved learning rate 0.0003 of "
+            f"{path}\n") in out
+    assert ("vem-plugins: --ebm_betas 0,0.999 given: overrides the saved Adam betas 0.5,0.9 of "
+            f"{path}\n") in out
+    # not given: the saved settings are resumed, silently
+    rt = Runtime(parse("--vem", *TINY, "--restore_vem_path", str(path)))
+    assert adam(rt) == (3e-4, (0.5, 0.9)) and (rt.estimator.lr, rt.estimator.betas) == adam(rt)
+    assert "overrides" not in capsys.readouterr().out
+    # one given, the other resumed
+    rt = Runtime(parse("--vem", *TINY, "--ebm_lr", "0.0002", "--restore_vem_path", str(path)))
+    assert adam(rt) == (2e-4, (0.5, 0.9))
+    out = capsys.readouterr().out
+    assert "--ebm_lr 0.0002 given: overrides the saved learning rate 0.0003" in out
+    assert "--ebm_betas" not in out
+
+
+def test_only_flags_on_the_command_line_count_as_given():
+    assert options.given(parse("--vem")) == set() and not hasattr(parse("--vem"), options.GIVEN)
+    given = options.given(parse("--ebm_lr", "1e-4", "--ebm_betas", "0,0.999"))
+    assert given == {"--ebm_lr", "--ebm_betas"}
 
 
 @pytest.mark.parametrize("argv,dataset,step,why", [
@@ -201,3 +308,21 @@ def test_without_vem_step_returns_none_and_add_term_the_same_loss():
     assert rt.step(student=batch()[0], log_to=model) is None and rt.estimator is None
     assert rt.add_term(loss, student=batch()[0], log_to=model) is loss
     assert model.loss_names == ["G_GAN"]
+
+
+def test_a_bad_restore_ends_an_upstream_script_in_one_line(tmp_path):
+    """As upstream's own training script meets it: no traceback, exit status 1."""
+    (tmp_path / "empty.pth").write_bytes(b"")
+    script = ("import argparse\n"
+              "from vem_plugins.method.options import add_options\n"
+              "from vem_plugins.method.runtime import Runtime\n"
+              "parser = argparse.ArgumentParser()\n"
+              "add_options(parser)\n"
+              f"Runtime(parser.parse_args(['--vem', '--restore_vem_path', "
+              f"{str(tmp_path / 'empty.pth')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"vem-plugins: error: --restore_vem_path "
+                                        f"{tmp_path / 'empty.pth'} is empty: give an "
+                                        "<epoch>_vem.pth file written beside upstream's "
+                                        "checkpoints"]

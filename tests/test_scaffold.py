@@ -1,24 +1,36 @@
 """Third-party adapter packages: ``vem-plugins new-adapter`` output installs with pip and is
-listed; plugins written for another vem-plugins version are skipped with a warning naming the
-hook. Through the console script, as users run it."""
+listed, holds what it was given as data (never as code), and bad input is refused in one line;
+plugins written for another vem-plugins version are skipped with a warning naming the hook.
+Through the console script, as users run it, and through ``cli.main`` for the refusals."""
 from __future__ import annotations
 
+import ast
+import importlib
 import json
+import keyword
+import os
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 import pytest
 import toy_upstream as toy
 from toy_upstream import cli
 
+from vem_plugins.commands import cli as cli_module
+from vem_plugins.commands.scaffold import package_name, toml_string
+
 PIN = "0123456789abcdef0123456789abcdef01234567"
+URL = "https://example.org/my-gan.git"
+QUOTED_URL = "https://example.org/my\"gan's\\\"\"\".git"
+ATTACK = 'x" + __import__("os").system("touch PWNED") + "'
 
 
 def test_new_adapter_package_installs_with_pip_and_is_listed(tmp_path):
     pkg = tmp_path / "pkg"
-    proc = cli("new-adapter", "my-gan", "--url", "https://example.org/my-gan.git",
-               "--commit", PIN.upper(), "--dir", pkg)
+    proc = cli("new-adapter", "my-gan", "--url", QUOTED_URL, "--commit", PIN.upper(),
+               "--dir", pkg)
     assert proc.returncode == 0, proc.stderr
     files = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file())
     assert files == ["README.md", "conftest.py", "pyproject.toml", "tests/test_vem_my_gan.py",
@@ -30,7 +42,7 @@ def test_new_adapter_package_installs_with_pip_and_is_listed(tmp_path):
                    check=True, capture_output=True)
     env = toy.env_with(site, XDG_STATE_HOME=tmp_path / "state")
     listed = {row["name"]: row for row in json.loads(cli("list", "--json", env=env).stdout)}
-    assert listed["my-gan"]["url"] == "https://example.org/my-gan.git"
+    assert listed["my-gan"]["url"] == QUOTED_URL
     assert listed["my-gan"]["commit"] == PIN  # normalised to lower case
     assert {"omgd", "gan-compression", "cat", "gcc", "cagc"} <= listed.keys()
     # without the package nothing changes
@@ -44,24 +56,135 @@ def test_new_adapter_package_installs_with_pip_and_is_listed(tmp_path):
     assert "adapter my-gan declares no smoke recipe (Adapter.smoke)" in proc.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["My_GAN", "--url", "u", "--commit", PIN], "use lower-case letters"),
-    (["my-gan", "--url", "u", "--commit", "0123abc"], "full 40-character commit"),
-    (["my-gan", "--url", " ", "--commit", PIN], "--url"),
-    (["omgd", "--url", "u", "--commit", PIN], "already registered"),
+@pytest.fixture
+def import_adapter(monkeypatch):
+    """Import a generated package's ``vem_my_gan.adapter`` from its folder; forgotten after."""
+    def load(pkg):
+        monkeypatch.syspath_prepend(str(pkg))
+        return importlib.import_module("vem_my_gan.adapter")
+    yield load
+    for name in [n for n in sys.modules if n.split(".")[0] == "vem_my_gan"]:
+        del sys.modules[name]
+
+
+def new_adapter(*args, name="my-gan", commit=PIN):
+    """``vem-plugins new-adapter NAME --commit SHA ARGS`` in this process; the exit status."""
+    return cli_module.main(["new-adapter", name, "--commit", commit, *map(str, args)])
+
+
+@pytest.mark.parametrize("url", [
+    QUOTED_URL, "https://example.org/a\\b.git", 'git@example.org:x"""y\'\'\'z\\.git',
+    'https://example.org/x"+__import__("os").system("touch${IFS}PWNED")+".git',
+    "https://example.org/x'+__import__('os').system('touch${IFS}PWNED')+'.git",
+    "https://example.org/x\"\"\"+__import__('os').system('touch${IFS}PWNED')+\"\"\".git",
+    "local", 'up"str\'eam\\"""', ATTACK,  # existing folders (created below)
 ])
-def test_new_adapter_refuses_bad_input_and_writes_nothing(tmp_path, args, message):
-    proc = cli("new-adapter", *args, "--dir", tmp_path / "pkg")
-    assert proc.returncode == 1 and message in proc.stderr
+def test_the_url_is_written_as_data_and_read_back_unchanged(tmp_path, monkeypatch,
+                                                             import_adapter, url):
+    monkeypatch.chdir(tmp_path)
+    if "://" not in url and "@" not in url:
+        (tmp_path / url).mkdir()
+    assert new_adapter("--url", url, "--dir", "pkg", commit=PIN.upper()) == 0
+    pkg = tmp_path / "pkg"
+    for path in pkg.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+    adapter = import_adapter(pkg)
+    assert not any(p.name == "PWNED" for p in tmp_path.rglob("*"))
+    declared = adapter.ADAPTER
+    assert (declared.name, declared.url, declared.commit) == ("my-gan", url, PIN)
+    module = ast.parse((pkg / "vem_my_gan" / "adapter.py").read_text())
+    assert ast.get_docstring(module).startswith("vem-plugins adapter my-gan:")
+    project = tomllib.loads((pkg / "pyproject.toml").read_text())
+    assert project["project"]["name"] == "vem-my-gan"
+    assert project["project"]["description"] == f"vem-plugins adapter: VEM distillation for {url}"
+    assert project["project"]["entry-points"]["vem_plugins"] == {"my-gan": "vem_my_gan.adapter"}
+    assert project["tool"]["setuptools"]["packages"] == ["vem_my_gan"]
+
+
+def test_toml_strings_hold_every_character():
+    text = "".join(chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000)
+    assert tomllib.loads(f"a = {toml_string(text)}")["a"] == text
+
+
+@pytest.mark.parametrize("name", ["a", "if", "class", "none", "my-gan", "my_gan2", "a-b_c"])
+def test_accepted_names_make_importable_packages(tmp_path, name):
+    assert new_adapter("--url", URL, "--dir", tmp_path / "pkg", name=name) == 0
+    assert package_name(name).isidentifier() and not keyword.iskeyword(package_name(name))
+    assert (tmp_path / "pkg" / package_name(name) / "adapter.py").is_file()
+
+
+def refused(capsys, tmp_path, *args, **kw):
+    """The one-line error of ``new-adapter ARGS``, checking it wrote nothing."""
+    assert new_adapter(*args, **kw) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith("vem-plugins: error: ")
     assert not (tmp_path / "pkg").exists()
+    return err
 
 
-def test_new_adapter_refuses_a_non_empty_folder(tmp_path):
+@pytest.mark.parametrize("name", ["My_GAN", "1gan", "my--gan", "my-gan-", "_gan", "my.gan",
+                                  "my gan", 'a"b', "a\nb", "gän"])
+def test_bad_names_are_refused_in_one_line(capsys, tmp_path, name):
+    err = refused(capsys, tmp_path, "--url", URL, "--dir", tmp_path / "pkg", name=name)
+    assert "use lower-case letters and digits, joined by single dashes or underscores" in err
+
+
+@pytest.mark.parametrize("commit", ["0123abc", PIN + "0", "g" * 40, PIN + "\n", " " + PIN])
+def test_bad_commits_are_refused_in_one_line(capsys, tmp_path, commit):
+    err = refused(capsys, tmp_path, "--url", URL, "--dir", tmp_path / "pkg", commit=commit)
+    assert "full 40-character hex commit SHA" in err
+
+
+@pytest.mark.parametrize("url, message", [
+    (" ", "give the upstream repository's git URL"),
+    ("u", "give a git URL"),
+    ("ftp://example.org/x.git", "give a git URL"),
+    ("https://example.org", "give a git URL"),
+    ("javascript:alert(1)", "give a git URL"),
+    (ATTACK, "give a git URL"),  # not an existing path here
+    ("https://example.org/a\nb.git", "control characters"),
+    ("https://example.org/a\rb.git", "control characters"),
+    ("https://example.org/a\x00b.git", "control characters"),
+    ("https://example.org/a\u2028b.git", "control characters"),
+])
+def test_bad_urls_are_refused_in_one_line(capsys, tmp_path, monkeypatch, url, message):
+    monkeypatch.chdir(tmp_path)
+    assert message in refused(capsys, tmp_path, "--url", url, "--dir", tmp_path / "pkg")
+
+
+def test_a_registered_name_is_refused(capsys, tmp_path):
+    err = refused(capsys, tmp_path, "--url", URL, "--dir", tmp_path / "pkg", name="omgd")
+    assert "already registered" in err
+
+
+def test_a_non_empty_folder_or_a_file_is_refused_and_kept(capsys, tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "mine.txt").write_text("keep me")
-    proc = cli("new-adapter", "my-gan", "--url", "u", "--commit", PIN, "--dir", tmp_path / "pkg")
-    assert proc.returncode == 1 and "not empty" in proc.stderr
+    (tmp_path / "file").write_text("keep me")
+    for dest in (tmp_path / "pkg", tmp_path / "file"):
+        assert new_adapter("--url", URL, "--dir", dest) == 1
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and "exists and is not an empty folder" in err
     assert [p.name for p in (tmp_path / "pkg").iterdir()] == ["mine.txt"]
+    assert (tmp_path / "file").read_text() == "keep me"
+    (tmp_path / "empty").mkdir()
+    assert new_adapter("--url", URL, "--dir", tmp_path / "empty") == 0  # an empty folder is fine
+
+
+def test_a_folder_that_cannot_be_written_is_refused_in_one_line(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    assert new_adapter("--url", URL, "--dir", tmp_path / "file" / "pkg") == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "cannot write the package there (Not a directory)" in err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
+def test_a_read_only_parent_is_refused_in_one_line(capsys, tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    assert new_adapter("--url", URL, "--dir", tmp_path / "ro" / "pkg") == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert "cannot write the package there (Permission denied)" in err
 
 
 PLUGINS = {

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from vem_plugins import __version__, plugins
 from vem_plugins.install import git as gitops, checkout as installer
+from vem_plugins.install.exclusive import exclusive
+from vem_plugins.install.transaction import write_durably
 from vem_plugins.errors import InstallError, UsageError, VemPluginsError
 
 
@@ -146,6 +148,9 @@ def _report(args):
         raise UsageError(f"no such run directory: {', '.join(map(str, missing))}")
     out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1
                        else Path("vem-report.html"))
+    if out.is_dir():  # refused before the page is built, not after
+        raise UsageError(f"{out} is a directory; give -o a file name such as "
+                         f"{out / 'report.html'}")
     path, runs = report.write(args.runs, out)
     _print_problems(runs)
     print(f"report: {_show(path)}")
@@ -299,25 +304,24 @@ def _adapter(name):
 
 
 def _owner(dest: Path):
-    """The adapter a checkout belongs to, from its lock file or its HEAD."""
-    lock = dest / installer.LOCK
+    """The adapter a checkout belongs to, from its lock file, else its HEAD."""
     adapters = plugins.adapters()
-    if lock.exists():
-        try:
-            name = json.loads(lock.read_text())["adapter"]
-        except (ValueError, KeyError, TypeError):
-            raise InstallError(f"{lock} is damaged; name the adapter: vem-plugins status NAME "
-                               f"--dir {dest}") from None
+    try:
+        name = json.loads((dest / installer.LOCK).read_text())["adapter"]
+    except (OSError, ValueError, KeyError, TypeError):
+        name = None  # no lock, or a damaged one: status rebuilds it
+    if isinstance(name, str):
         if name in adapters:
             return adapters[name]
         raise InstallError(f"{dest} is a checkout of adapter {name!r}, which is not installed "
                            "in this Python environment")
-    if dest.exists():
+    if dest.is_dir():
         head = gitops.head(dest)
         for adapter in adapters.values():
             if adapter.commit == head:
                 return adapter
-    raise InstallError(f"{dest} is not a checkout of any known adapter")
+    raise InstallError(f"{dest} is not a checkout of any known adapter; if it is one whose "
+                       f"lock is damaged, name the adapter: vem-plugins status NAME --dir {dest}")
 
 
 def _dest(args) -> Path:
@@ -332,6 +336,8 @@ def _state(adapter, place) -> str:
 
 
 def _print_status(st):
+    for note in st.notes:
+        print(f"vem-plugins: warning: {note}", file=sys.stderr)
     print(f"{st.adapter}: {st.state}")
     print(f"  checkout   {_show(st.dest)}")
     if not st.exists:
@@ -377,21 +383,28 @@ def _registry() -> Path:
 
 def _load_registry() -> dict:
     try:
-        return json.loads(_registry().read_text())
+        data = json.loads(_registry().read_text())
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: [p for p in v if isinstance(p, str)] for k, v in data.items()
+            if isinstance(v, list)}
 
 
 def _remember(name, dest: Path, keep=True):
-    """Record (or forget) where an adapter was installed; a convenience, so failures to write
-    are ignored."""
-    data = _load_registry()
-    places = [p for p in data.get(name, []) if p != str(dest)] + ([str(dest)] if keep else [])
-    data[name] = places
+    """Record (or forget) where an adapter was installed, under a lock and by an atomic
+    replace, so that concurrent installs all keep their entries; a convenience, so failures to
+    write are ignored."""
+    path = _registry()
     try:
-        _registry().parent.mkdir(parents=True, exist_ok=True)
-        _registry().write_text(json.dumps(data, indent=2) + "\n")
-    except OSError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive(path.with_name(path.name + ".lock"), "the checkouts registry", wait=True):
+            data = _load_registry()
+            places = [p for p in data.get(name, []) if p != str(dest)]
+            data[name] = places + ([str(dest)] if keep else [])
+            write_durably(path, json.dumps(data, indent=2) + "\n")
+    except (OSError, InstallError):
         pass
 
 

@@ -9,7 +9,10 @@ teacher, student, Langevin sample t~) at a few steps. Plots and images are embed
 URIs, so the page is one file to keep or send.
 
 Nothing in a run directory is trusted to be complete: a run that crashed or is still going
-gives a page that says what is missing (:attr:`Run.problems`) instead of an exception.
+gives a page that says what is missing (:attr:`Run.problems`) instead of an exception. Nor is it
+trusted to be well-formed or to stay in its record folder: a malformed line is a problem naming
+its file and line, and a file outside the folder (an absolute path, ``..``, a symlink) is not
+read, since the page carries what it reads wherever it is sent.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import dominate
 from dominate import tags as t
 
 from vem_plugins.commands.record import FOLDER
+from vem_plugins.errors import UsageError
 
 #: vem-plugins' logged terms, in the order plotted, with what each plot shows.
 VEM_TERMS = {
@@ -79,37 +83,145 @@ class Run:
         return (self.info or {}).get("options") or {}
 
 
-def _json(run: Run, name: str, what: str):
-    path = run.dir / FOLDER / name
-    if not path.exists():
+#: What the page reads from each record file without further checks, so an entry must have
+#: this shape to be shown: a Python type, ``[shape]`` (a list of such items) or ``{key: shape}``
+#: (an object; a key may be absent or null unless it ends in ``!``).
+SHAPES = {
+    "run.json": {"options": {"mi": str}, "argv": [str], "student_losses": [str],
+                 "lock": {"patches": [{"name!": str, "sha256!": str}]}},
+    "models.json": {"student": dict, "estimator": dict},
+    "scalars.jsonl": {"step!": int, "upstream!": dict, "vem!": dict},
+    "metrics.jsonl": {"step!": int, "values!": dict},
+    "samples.jsonl": {"step!": int, "images!": dict},
+}
+#: Malformed lines of a file named one by one in :attr:`Run.problems`; the rest are counted.
+SHOWN_LINES = 3
+#: JSON's names for the types :func:`json.loads` gives.
+_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer",
+          float: "a number", bool: "true or false", type(None): "null"}
+
+
+def _malformed(value, shape, where: str = "") -> str | None:
+    """Why ``value`` (at ``where`` in its JSON value) does not have ``shape``, or None."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'the JSON value'} is {_KINDS[type(value)]}, not an object"
+        for key, inner in shape.items():
+            name = key.rstrip("!")
+            path = f"{where}.{name}" if where else name
+            if value.get(name) is None:
+                if key.endswith("!"):
+                    return f"{path} is missing"
+            elif why := _malformed(value[name], inner, path):
+                return why
+        return None
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{where} is {_KINDS[type(value)]}, not a list"
+        for i, item in enumerate(value):
+            if why := _malformed(item, shape[0], f"{where}[{i}]"):
+                return why
+        return None
+    if type(value) is not shape:  # not isinstance: True is no step number
+        return f"{where} is {_KINDS[type(value)]}, not {_KINDS[shape]}"
+    return None
+
+
+def _parse(data: bytes):
+    """JSON, with integers too big for a float read as floats (inf): plots cannot take them."""
+    return json.loads(data, parse_int=lambda s: int(s) if len(s) < 19 else float(s))
+
+
+def _inside(run: Run, rel: str) -> Path | None:
+    """The file ``rel`` in the run's record folder resolved, or None where it leads out of the
+    folder (an absolute path, ``..``, a symlink): the page shows what it reads, so it must read
+    nothing else. A symlinked run directory is followed; a symlinked record folder is not."""
+    folder = run.dir.resolve() / FOLDER
+    path = (folder / rel).resolve()
+    return path if path.is_relative_to(folder) else None
+
+
+def _read(run: Run, name: str, what: str) -> bytes | None:
+    if not (run.dir / FOLDER / name).exists():
         run.problems.append(f"{FOLDER}/{name} is missing: no {what}")
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
+        path = _inside(run, name)
+        if path is not None:
+            return path.read_bytes()
+        run.problems.append(f"{FOLDER}/{name} links out of {FOLDER}/: not read, no {what}")
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        run.problems.append(f"{FOLDER}/{name} cannot be read ({exc}): no {what}")
+    return None
+
+
+def _json(run: Run, name: str, what: str) -> dict | None:
+    data = _read(run, name, what)
+    if data is None:
+        return None
+    try:
+        value = _parse(data)
+    except (ValueError, RecursionError) as exc:
         run.problems.append(f"{FOLDER}/{name} is not valid JSON ({exc}): no {what}")
         return None
+    if why := _malformed(value, SHAPES[name]):
+        run.problems.append(f"{FOLDER}/{name}: {why}; no {what}")
+        return None
+    return value
 
 
-def _lines(run: Run, name: str, what: str) -> list:
-    path = run.dir / FOLDER / name
-    if not path.exists():
-        run.problems.append(f"{FOLDER}/{name} is missing: no {what}")
-        return []
-    entries, bad = [], 0
-    for line in path.read_text().splitlines():
+def _lines(run: Run, name: str, what: str) -> dict[int, dict]:
+    """The well-formed entries of a JSON-lines record by line number. Each malformed line is a
+    problem naming it, so that a damaged record can be found and mended."""
+    data = _read(run, name, what)
+    if data is None:
+        return {}
+    entries, bad = {}, []
+    lines = data.splitlines()
+    for number, line in enumerate(lines, 1):
         try:
-            entry = json.loads(line)
-            int(entry["step"])
-            entries.append(entry)
-        except (ValueError, TypeError, KeyError):
-            bad += 1
-    if bad:
-        run.problems.append(f"{FOLDER}/{name}: {bad} unreadable line(s) skipped (a run "
-                            f"stopped while writing?)")
+            entry = _parse(line)
+        except (ValueError, RecursionError) as exc:
+            cut = (" (the run stopped while writing it?)"
+                   if number == len(lines) and not data.endswith(b"\n") else "")
+            bad.append((number, f"not JSON ({exc}){cut}"))
+            continue
+        if why := _malformed(entry, SHAPES[name]):
+            bad.append((number, why))
+        else:
+            entries[number] = entry
+    run.problems += [f"{FOLDER}/{name} line {n}: {why}; skipped" for n, why in bad[:SHOWN_LINES]]
+    if rest := bad[SHOWN_LINES:]:
+        run.problems.append(f"{FOLDER}/{name}: {len(rest)} more malformed line(s) skipped, "
+                            f"from line {rest[0][0]}")
     if not entries:
         run.problems.append(f"{FOLDER}/{name} has no entries yet: no {what}")
     return entries
+
+
+def _images(run: Run, where: str, entry: dict) -> None:
+    """Replace ``entry``'s image paths by the files they resolve to, dropping each that is not a
+    file inside the record folder: the page embeds them, and must carry nothing else off the
+    machine."""
+    images = entry["images"]
+    for column, rel in list(images.items()):
+        if not isinstance(rel, str):
+            run.problems.append(f"{where}: image path ({column}, step {entry['step']}) is "
+                                f"{_KINDS[type(rel)]}, not a string; not shown")
+            del images[column]
+            continue
+        try:
+            path = _inside(run, rel)
+            reason = (f"is outside {FOLDER}/" if path is None
+                      else None if path.is_file() else "is missing")
+        except (OSError, ValueError, RuntimeError):  # too long, a NUL byte, a symlink loop
+            reason = "cannot be read"
+        if reason:
+            run.problems.append(f"{where}: image path {rel!r} ({column}, step {entry['step']}) "
+                                f"{reason}; not shown")
+            del images[column]
+        else:
+            images[column] = path
 
 
 def recording_adapters() -> list[str]:
@@ -133,14 +245,13 @@ def load(run_dir: str | Path) -> Run:
         return run
     run.info = _json(run, "run.json", "settings or upstream pin")
     run.models = _json(run, "models.json", "model sizes (written at the first student step)")
-    run.scalars = _lines(run, "scalars.jsonl", "loss curves")
-    run.metrics = _lines(run, "metrics.jsonl", "evaluation (written at upstream's evaluations)")
-    run.samples = _lines(run, "samples.jsonl", "image samples")
-    for entry in run.samples:
-        for column, rel in list((entry.get("images") or {}).items()):
-            if not (run.dir / FOLDER / rel).is_file():
-                run.problems.append(f"{FOLDER}/{rel} is missing (step {entry['step']} {column})")
-                del entry["images"][column]
+    run.scalars = list(_lines(run, "scalars.jsonl", "loss curves").values())
+    run.metrics = list(_lines(run, "metrics.jsonl",
+                              "evaluation (written at upstream's evaluations)").values())
+    samples = _lines(run, "samples.jsonl", "image samples")
+    for number, entry in samples.items():
+        _images(run, f"{FOLDER}/samples.jsonl line {number}", entry)
+    run.samples = list(samples.values())
     return run
 
 
@@ -306,7 +417,7 @@ def _samples(run: Run):
     if len(rows) > SAMPLE_ROWS:
         picks = {round(i * (len(rows) - 1) / (SAMPLE_ROWS - 1)) for i in range(SAMPLE_ROWS)}
         rows = [rows[i] for i in sorted(picks)]
-    columns = [c for c in COLUMNS if any(c in e.get("images", {}) for e in rows)]
+    columns = [c for c in COLUMNS if any(c in e["images"] for e in rows)]
     if not rows:
         t.p("No image samples recorded.")
         return
@@ -317,12 +428,16 @@ def _samples(run: Run):
             with t.tr():
                 t.td(entry["step"])
                 for column in columns:
-                    rel = entry.get("images", {}).get(column)
-                    if rel is None:
+                    path = entry["images"].get(column)  # a file load() checked
+                    if path is None:
                         t.td("-")
-                    else:
-                        png = (run.dir / FOLDER / rel).read_bytes()
-                        t.td(t.img(src=_data_uri(png), cls="grid", alt=f"{column} {entry['step']}"))
+                        continue
+                    try:
+                        png = path.read_bytes()
+                    except OSError as exc:  # e.g. no read permission
+                        t.td(f"unreadable ({exc.strerror})")
+                        continue
+                    t.td(t.img(src=_data_uri(png), cls="grid", alt=f"{column} {entry['step']}"))
 
 
 def build(runs: list[Run]) -> str:
@@ -367,10 +482,16 @@ def build(runs: list[Run]) -> str:
 
 
 def write(run_dirs, out: str | Path) -> tuple[Path, list[Run]]:
-    """Write the page for ``run_dirs`` to ``out``; return its path and the runs read."""
+    """Write the page for ``run_dirs`` to ``out``; return its path and the runs read. A page
+    that cannot be written is a :class:`~vem_plugins.errors.UsageError` saying why."""
     runs = [load(d) for d in run_dirs]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build(runs))
+    page = build(runs)
+    try:
+        if not out.parent.exists():  # not mkdir(exist_ok=True): "File exists" for a file there
+            out.parent.mkdir(parents=True)
+        out.write_text(page)
+    except OSError as exc:  # a directory, a file as parent, no permission, disk full
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
     return out, runs
 

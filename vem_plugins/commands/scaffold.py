@@ -9,6 +9,7 @@ using :mod:`vem_plugins.authoring.testing`.
 """
 from __future__ import annotations
 
+import os
 import re
 import string
 from pathlib import Path
@@ -22,24 +23,24 @@ requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "vem-$name"
+name = $toml_dist
 version = "0.1.0"
-description = "vem-plugins adapter: VEM distillation for $url"
+description = $toml_description
 requires-python = ">=3.10"
-dependencies = ["vem-plugins>=$version"]
+dependencies = [$toml_requirement]
 
 [project.optional-dependencies]
 test = ["pytest>=7"]
 
 # how vem-plugins finds the adapter: `pip install -e .` and `vem-plugins list` shows "$name"
 [project.entry-points.vem_plugins]
-$name = "$pkg.adapter"
+$toml_name = $toml_module
 
 [tool.setuptools]
-packages = ["$pkg"]
+packages = [$toml_pkg]
 
 [tool.setuptools.package-data]
-"$pkg" = ["patches/*.patch", "patches/file_hashes.json", "files/**/*"]
+$toml_pkg = ["patches/*.patch", "patches/file_hashes.json", "files/**/*"]
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
@@ -47,7 +48,7 @@ markers = ["upstream: needs the upstream repository (skipped with the reason whe
 '''
 
 _ADAPTER = '''\
-"""vem-plugins adapter for $url (pinned at $short).
+"""vem-plugins adapter $name: upstream's repository ``ADAPTER.url``, pinned at $short.
 
 Use::
 
@@ -67,9 +68,9 @@ from vem_plugins.authoring.adapter import Adapter, Smoke, patch_series  # noqa: 
 HERE = Path(__file__).parent
 
 ADAPTER = Adapter(
-    name="$name",
-    url="$url",
-    commit="$commit",
+    name=$py_name,
+    url=$py_url,
+    commit=$py_commit,
     # the patch series of patches/: its *.patch files in name order (01-compat.patch,
     # 02-vem.patch, ...) and file_hashes.json, the sha256 at the pin of every upstream file a
     # patch touches; `vem-plugins refresh $name` writes both from your edits of the checkout
@@ -141,8 +142,8 @@ def add_mi_term(model, loss, student, teacher=None, real=None):
 _TEST = '''\
 """The $name adapter's smoke test: upstream's own training, a few iterations, tiny data, CPU.
 
-Run with ``python -m pytest``; it skips, with the reason, when the upstream is unreachable:
-$url
+Run with ``python -m pytest``; it skips, with the reason, when the upstream
+(``ADAPTER.url``) is unreachable.
 """
 from pathlib import Path
 
@@ -194,7 +195,7 @@ FILES = {
     "pyproject.toml": _PYPROJECT,
     "README.md": _README,
     "conftest.py": _CONFTEST,
-    "$pkg/__init__.py": '"""vem-plugins adapter for $url."""\n',
+    "$pkg/__init__.py": '"""The vem-plugins adapter $name (its declaration: adapter.py)."""\n',
     "$pkg/adapter.py": _ADAPTER,
     "$pkg/glue.py": _GLUE,
     "$pkg/patches/file_hashes.json": "{}\n",
@@ -202,34 +203,68 @@ FILES = {
 }
 
 
+_NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+# scheme://host/path (file:// may leave the host out) or scp-like user@host:path
+_GIT_URL = re.compile(r"(?:(?:https?|ssh|git)://[^/\s]+|file://[^/\s]*)/\S*"
+                      r"|[\w.-]+@[\w.-]+:\S+")
+
+
 def package_name(name: str) -> str:
-    """The import package of adapter ``name``: ``vem_`` + name with dashes as underscores."""
+    """The import package of adapter ``name``: ``vem_`` + name with dashes as underscores
+    (for a name :data:`_NAME` accepts, an identifier and never a keyword)."""
     return "vem_" + name.replace("-", "_")
 
 
+def toml_string(s: str) -> str:
+    """``s`` as a TOML basic string: quote, backslash and control characters escaped."""
+    return '"' + re.sub(r'["\\\x00-\x1f\x7f]', lambda m: f"\\u{ord(m[0]):04x}", s) + '"'
+
+
 def new_adapter(name: str, url: str, commit: str, dest: Path) -> list[Path]:
-    """Write the package skeleton for adapter ``name`` into ``dest``; returns the files."""
-    if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
-        raise UsageError(f"adapter name {name!r}: use lower-case letters, digits and single "
-                           "dashes, starting with a letter (like gan-compression)")
+    """Write the package skeleton for adapter ``name`` into ``dest``; returns the files.
+
+    Values reach generated code only as Python string literals (``repr``) and TOML strings
+    (:func:`toml_string`); docstrings and comments show only the name, the package and the short
+    commit, which the checks below confine to letters, digits, dashes and underscores."""
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"adapter name {name!r}: use lower-case letters and digits, joined by "
+                         "single dashes or underscores, starting with a letter "
+                         "(like gan-compression)")
     if not re.fullmatch(r"[0-9a-fA-F]{40}", commit):
-        raise UsageError(f"--commit {commit}: give the full 40-character commit SHA to pin "
-                           "(git rev-parse HEAD in a clone at the commit you tested)")
-    if not url.strip():
+        raise UsageError(f"--commit {commit!r}: give the full 40-character hex commit SHA to pin "
+                         "(git rev-parse HEAD in a clone at the commit you tested)")
+    url = url.strip()
+    if not url:
         raise UsageError("--url: give the upstream repository's git URL")
+    if not url.isprintable():
+        raise UsageError(f"--url {url!r}: control characters, line breaks and other "
+                         "non-printable characters are not allowed")
+    if not (_GIT_URL.fullmatch(url) or os.path.exists(url)):
+        raise UsageError(f"--url {url!r}: give a git URL (https://, http://, ssh:// or "
+                         "git://HOST/PATH, file:///PATH, user@HOST:PATH) or an existing path")
     from vem_plugins.plugins import adapters
     if name in adapters():
         raise UsageError(f"an adapter named {name!r} is already registered "
-                           "(vem-plugins list); choose another name")
+                         "(vem-plugins list); choose another name")
+    pkg, commit = package_name(name), commit.lower()
+    raw = {"name": name, "pkg": pkg, "url": url, "commit": commit, "short": commit[:7],
+           "dist": f"vem-{name}", "module": f"{pkg}.adapter",
+           "requirement": f"vem-plugins>={__version__}",
+           "description": f"vem-plugins adapter: VEM distillation for {url}"}
+    values = {**raw, **{f"py_{k}": repr(v) for k, v in raw.items()},
+              **{f"toml_{k}": toml_string(v) for k, v in raw.items()}}
     dest = Path(dest).absolute()
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise UsageError(f"{dest} exists and is not empty; choose another --dir")
-    values = {"name": name, "url": url.strip(), "commit": commit.lower(),
-              "short": commit[:7].lower(), "pkg": package_name(name), "version": __version__}
-    written = []
-    for template, text in FILES.items():
-        path = dest / string.Template(template).substitute(values)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(string.Template(text).substitute(values))
-        written.append(path)
+    try:
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise UsageError(f"{str(dest)!r} exists and is not an empty folder; "
+                             "choose another --dir")
+        written = []
+        for template, text in FILES.items():
+            path = dest / string.Template(template).substitute(values)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(string.Template(text).substitute(values), encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        raise UsageError(f"--dir {str(dest)!r}: cannot write the package there "
+                         f"({exc.strerror or exc}); choose another --dir") from None
     return written

@@ -10,19 +10,22 @@ difference between that commit and the working tree is a user edit.
 
 Rules every command follows:
 
+* one command at a time per checkout (:mod:`vem_plugins.install.exclusive`); each first
+  finishes what an interrupted one left (:func:`vem_plugins.install.transaction.recover`) and
+  rebuilds a damaged or missing lock from the checkout;
 * nothing is written until everything has been checked: the patch series is applied to a
-  scratch index first (:func:`vem_plugins.install.patchset.build`), then the working tree moves in
-  one ``git read-tree -m -u`` step;
+  scratch index first (:func:`vem_plugins.install.patchset.build`), then the working tree moves
+  as a journaled transaction (:mod:`vem_plugins.install.transaction`);
 * a fresh clone is made in a hidden folder next to ``dest`` and renamed into place at the
   end, so an error or an interruption leaves no half-made checkout;
-* an edit to a file vem-plugins manages (patched or added) is never overwritten without
-  ``force``, and with ``force`` it is first saved to ``<dest>.user-edits-<time>.patch``.
+* the user's content is never overwritten or deleted without ``force``; with ``force`` edits
+  are first saved to ``<dest>.user-edits-<time>.patch`` and untracked files (nested
+  repositories too) moved whole to ``<dest>.kept-<time>``, and the output names both.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import json
 import os
 import re
@@ -31,13 +34,12 @@ import tempfile
 from pathlib import Path
 
 from vem_plugins import __version__
-from vem_plugins.install import git as gitops, patchset
+from vem_plugins.install import git as gitops, patchset, transaction
+from vem_plugins.install.exclusive import exclusive
+from vem_plugins.install.transaction import LOCK, REF, under
 from vem_plugins.errors import GitError, InstallError
 
 __all__ = ["InstallError", "InstallResult", "Status", "install", "status", "diff", "uninstall"]
-
-LOCK = ".vem-plugins.lock.json"
-REF = "refs/vem-plugins/installed"
 #: Added to the checkout's .git/info/exclude: our lock file, and the bytecode caches that
 #: running upstream leaves behind (so they never count as the user's files).
 EXCLUDES = ("/" + LOCK, "__pycache__/")
@@ -51,6 +53,7 @@ class InstallResult:
         ``pristine`` (nothing to revert) or ``removed``.
     :ivar backup: the .patch file holding the user's edits saved before overwriting them.
     :ivar kept: edited files left as they were (not managed by the adapter).
+    :ivar moved_to: the folder ``remove`` moved the user's untracked and ignored files to.
     :ivar warnings: things the user must know (e.g. assets left out and what that disables).
     """
 
@@ -62,6 +65,7 @@ class InstallResult:
     backup: Path | None = None
     kept: list[str] = dataclasses.field(default_factory=list)
     skipped_assets: dict[str, str] = dataclasses.field(default_factory=dict)
+    moved_to: Path | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self, show=str) -> str:
@@ -84,6 +88,9 @@ class InstallResult:
         if self.backup:
             out.append(f"your edits were saved to {backup} "
                        f"(replay them with: git -C {dest} apply {self.backup})")
+        if self.moved_to:
+            out.append(f"your untracked and ignored files were moved, whole, to "
+                       f"{show(self.moved_to)}")
         if self.kept:
             out.append("kept your edits to files the adapter does not manage: "
                        + ", ".join(self.kept))
@@ -100,6 +107,8 @@ class Status:
     :ivar edited: files that differ from pin + patches: path -> ``modified``/``deleted``.
     :ivar untracked: files that are neither upstream's nor the adapter's.
     :ivar outdated: the adapter's pin, patches or added files changed since install.
+    :ivar pending: the action of an interrupted change this command could not finish.
+    :ivar notes: what reading the checkout repaired (or would), for the user.
     """
 
     adapter: str
@@ -116,13 +125,17 @@ class Status:
     skipped_assets: dict[str, str] = dataclasses.field(default_factory=dict)
     outdated: bool = False
     lock: dict | None = None
+    pending: str | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def state(self) -> str:
-        """``not installed``, ``off the pin``, ``pristine``, ``edited``, ``outdated`` or
-        ``installed``."""
+        """``not installed``, ``interrupted ACTION``, ``off the pin``, ``pristine``,
+        ``edited``, ``outdated`` or ``installed``."""
         if not self.exists:
             return "not installed"
+        if self.pending:
+            return f"interrupted {self.pending}"
         if self.head != self.commit:
             return "off the pin"
         if self.edited:
@@ -156,94 +169,108 @@ def install(adapter, dest: Path, source: str | None = None, force: bool = False,
     :param skip_assets: leave the adapter's declared large assets out (sparse checkout).
         Assets the source lacks are left out in any case, with a warning.
     """
-    dest = Path(dest).absolute()
+    dest = _target(dest)
     if source is not None and not re.match(r"^[\w+.-]+://|^[\w.-]+@[\w.-]+:", source):
         path = Path(source).expanduser()  # a local clone, bare mirror or bundle file
         if not path.exists():
             raise InstallError(f"--from {source}: no such file or directory")
         source = str(path.absolute())
-    if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
-        return _fresh_install(adapter, dest, source, progress, skip_assets)
-    lock = _open(adapter, dest)
-    return _update(adapter, dest, lock, source, force, progress, skip_assets)
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
+    try:
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InstallError(f"cannot create {dest.parent}: {exc.strerror}") from None
+        with working_on(dest):
+            notes = transaction.sweep(dest)
+            if not dest.exists() or (dest.is_dir() and not any(dest.iterdir())):
+                result = _fresh_install(adapter, dest, source, progress, skip_assets)
+            else:
+                lock = _open(adapter, dest, notes)
+                result = _update(adapter, dest, lock, source, force, progress, skip_assets)
+    except BaseException:
+        for path in created:  # deepest first
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
+    result.warnings[:0] = notes
+    return result
 
 
 def status(adapter, dest: Path) -> Status:
-    """Pin vs HEAD, each patch applied or not, files edited after patching, untracked files."""
-    dest = Path(dest).absolute()
+    """Pin vs HEAD, each patch applied or not, files edited after patching, untracked files.
+
+    Finishes a change an interrupted command left, and rebuilds a damaged or missing lock,
+    when it can write; else it reports them."""
+    dest = _target(dest)
     if not dest.exists():
         return Status(adapter.name, dest, exists=False, pin=adapter.commit)
-    lock = _open(adapter, dest)
-    base, expected = _recorded(adapter, dest, lock)
-    skip = gitops.skip_worktree(dest)
-    edited = gitops.changed(dest, expected, skip)
-    return Status(
-        adapter.name, dest, exists=True, pin=adapter.commit, commit=base, head=gitops.head(dest),
-        installed=lock is not None, patches=_patch_states(adapter, lock, edited),
-        added=gitops.touched(dest, base, expected, added_only=True), edited=edited,
-        untracked=gitops.untracked(dest, expected),
-        skipped_assets={k: why for k, why in adapter.assets.items()
-                        if any(_under(f, k) for f in skip)},
-        outdated=lock is not None and not _same(lock, fingerprint(adapter)), lock=lock)
+    with working_on(dest, required=False) as held:
+        notes = transaction.sweep(dest) if held else []
+        lock = _open(adapter, dest, notes, repair=held)
+        pending = None if held else transaction.pending(dest)
+        base, expected = _recorded(adapter, dest, lock)
+        skip = gitops.skip_worktree(dest)
+        edited = gitops.changed(dest, expected, skip)
+        return Status(
+            adapter.name, dest, exists=True, pin=adapter.commit, commit=base,
+            head=gitops.head(dest), installed=lock is not None,
+            patches=_patch_states(adapter, lock, edited),
+            added=gitops.touched(dest, base, expected, added_only=True), edited=edited,
+            untracked=gitops.untracked(dest, expected), skipped_assets=_skipped(adapter, skip),
+            outdated=lock is not None and not _same(lock, fingerprint(adapter)), lock=lock,
+            pending=pending and pending.action, notes=notes)
 
 
 def diff(adapter, dest: Path) -> str:
     """The change in the checkout against upstream's pin, as a unified diff (the applied
     patches and added files, plus any later edits to tracked files)."""
     dest = _existing(adapter, dest)
-    lock = _open(adapter, dest)
-    base, expected = _recorded(adapter, dest, lock)
-    return gitops.worktree_diff(dest, expected, base, gitops.skip_worktree(dest))
+    with working_on(dest, required=False) as held:
+        lock = _open(adapter, dest, [], repair=held)
+        base, expected = _recorded(adapter, dest, lock)
+        return gitops.worktree_diff(dest, expected, base, gitops.skip_worktree(dest))
 
 
 def uninstall(adapter, dest: Path, remove: bool = False, force: bool = False) -> InstallResult:
     """Revert the checkout to upstream's pristine tree at the pin, or delete it (``remove``).
 
     Refuses, without ``force``, to overwrite edits to patched or added files; with ``remove``
-    also to delete edited, untracked or ignored files. With ``force`` the edits and untracked
-    files are first saved to a .patch file next to the checkout (ignored files are not).
+    also to delete edited, untracked or ignored files. With ``force`` the edits are first saved
+    to a .patch file next to the checkout, and untracked and ignored files (nested git
+    repositories included, history and all) are moved whole to a folder next to it.
     """
     dest = _existing(adapter, dest)
-    lock = _open(adapter, dest)
-    base, expected = _recorded(adapter, dest, lock)
-    _require_on_pin(dest, base)
-    skip = gitops.skip_worktree(dest)
-    edits = gitops.changed(dest, expected, skip)
-    if remove:
-        extra = gitops.untracked(dest, expected)
-        ignored = [p for p in gitops.untracked(dest, expected, ignored=True)
-                   if p != LOCK and "__pycache__/" not in "/" + p]
-        at_risk = sorted(edits) + extra
-        if (at_risk or ignored) and not force:
-            what = [f"edited {_few(sorted(edits))}"] if edits else []
-            what += [f"untracked {_few(extra)}"] if extra else []
-            what += [f"ignored {_few(ignored)}"] if ignored else []
-            raise InstallError(f"{dest} holds files uninstall --remove would delete ("
-                               + "; ".join(what) + "); rerun with --force to delete them after "
-                               "saving edits and untracked files to a .patch file")
-        backup = _backup(dest, expected, at_risk, skip) if at_risk else None
-        shutil.rmtree(dest)
-        warnings = [f"deleted {len(ignored)} ignored path(s): {_few(ignored)}"] if ignored else []
-        return InstallResult("removed", adapter.name, dest, base, backup=backup,
-                             warnings=warnings)
-    if lock is None:
-        return InstallResult("pristine", adapter.name, dest, base, kept=sorted(edits))
-    managed = set(gitops.touched(dest, base, expected))
-    backup = _overwrite_edits(adapter, dest, expected, edits, managed, force, skip)
-    gitops.switch(dest, expected, base, skip)
-    (dest / LOCK).unlink()
-    gitops.git(dest, "update-ref", "-d", REF)
-    return InstallResult("reverted", adapter.name, dest, base, backup=backup,
-                         kept=sorted(p for p in edits if p not in managed))
+    with working_on(dest):
+        notes = transaction.sweep(dest)
+        lock = _open(adapter, dest, notes)
+        base, expected = _recorded(adapter, dest, lock)
+        _require_on_pin(dest, base)
+        if remove:
+            result = _remove(adapter, dest, base, expected, force)
+        elif lock is None:
+            edits = gitops.changed(dest, expected, gitops.skip_worktree(dest))
+            result = InstallResult("pristine", adapter.name, dest, base, kept=sorted(edits))
+        else:
+            skip = gitops.skip_worktree(dest)
+            tx = transaction.Transaction(
+                "uninstall", old=(base, expected), new=(base, base), old_lock=lock,
+                new_lock=None, skipped=list(_skipped(adapter, skip)),
+                old_skipped=list(_skipped(adapter, skip)))
+            result = _carry_out(adapter, dest, tx, force, "reverted", base)
+    result.warnings[:0] = notes
+    return result
 
 
 # --- install steps -------------------------------------------------------------------------
 
 def _fresh_install(adapter, dest, source, progress, skip_assets) -> InstallResult:
     """Clone, verify, patch and lock in a hidden folder next to ``dest``, then rename it."""
-    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(dest)
+    if os.path.ismount(dest):
+        raise InstallError(f"{dest} is a mount point, which cannot be replaced by a finished "
+                           f"checkout; install into a folder inside it: --dir {dest / adapter.name}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-{os.getpid()}-", dir=dest.parent))
     try:
         origin = _clone(adapter, source, tmp, progress)
@@ -260,11 +287,6 @@ def _fresh_install(adapter, dest, source, progress, skip_assets) -> InstallResul
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        for path in created:  # deepest first
-            try:
-                path.rmdir()
-            except OSError:
-                break
         raise
     return InstallResult("installed", adapter.name, dest, adapter.commit,
                          patches=[p.name for p in adapter.patches], skipped_assets=skipped,
@@ -275,11 +297,9 @@ def _update(adapter, dest, lock, source, force, progress, skip_assets) -> Instal
     """Bring an existing checkout to the adapter's current pin and patches."""
     base, expected = _recorded(adapter, dest, lock)
     _require_on_pin(dest, base)
-    skip = gitops.skip_worktree(dest)
-    edits = gitops.changed(dest, expected, skip)
     current = lock is not None and _same(lock, fingerprint(adapter))
-    managed = set(gitops.touched(dest, base, expected))
-    skipped = {k: why for k, why in adapter.assets.items() if any(_under(f, k) for f in skip)}
+    skip = gitops.skip_worktree(dest)
+    skipped = old_skipped = _skipped(adapter, skip)
     warnings = []
     if skip_assets and adapter.commit == base and adapter.assets.keys() - skipped.keys():
         warnings.append("--skip-assets only applies when cloning or moving to a new pin: this "
@@ -287,30 +307,80 @@ def _update(adapter, dest, lock, source, force, progress, skip_assets) -> Instal
                         "them out)")
     if current:
         target = expected
-        if not edits.keys() & managed:
-            return InstallResult("unchanged", adapter.name, dest, base,
-                                 patches=[p.name for p in adapter.patches], kept=sorted(edits),
-                                 skipped_assets=skipped, warnings=warnings)
     else:
         if adapter.commit != base:
             _fetch_pin(adapter, dest, source, progress)
             skipped, warnings = _choose_assets(dest, adapter, adapter.commit, skip_assets, skip)
         target = patchset.build(dest, adapter, adapter.commit)
-        managed |= set(gitops.touched(dest, adapter.commit, target))
-        managed |= set(gitops.touched(dest, expected, target))
-    backup = _overwrite_edits(adapter, dest, expected, edits, managed, force, skip)
-    if adapter.commit == base:
-        gitops.switch(dest, expected, target, skip)
-    else:  # a new pin: back to the old pin, check out the new one, patch it
-        gitops.switch(dest, expected, base, skip)
-        _checkout(dest, adapter.commit, skipped, progress)
-        gitops.switch(dest, adapter.commit, target, gitops.skip_worktree(dest))
-    record(dest, adapter, source or (lock or {}).get("source") or adapter.url, target, skipped)
     action = "installed" if lock is None else "repaired" if current else "upgraded"
-    return InstallResult(action, adapter.name, dest, adapter.commit,
-                         patches=[p.name for p in adapter.patches], backup=backup,
-                         kept=sorted(p for p in edits if p not in managed),
-                         skipped_assets=skipped, warnings=warnings)
+    origin = source or (lock or {}).get("source") or adapter.url
+    tx = transaction.Transaction(
+        {"installed": "install", "repaired": "repair", "upgraded": "upgrade"}[action],
+        old=(base, expected), new=(adapter.commit, target), old_lock=lock,
+        new_lock=_lock(adapter, origin, target, skipped), skipped=list(skipped),
+        old_skipped=list(old_skipped))
+    result = _carry_out(adapter, dest, tx, force, action, adapter.commit,
+                        unchanged=current)
+    result.patches = [p.name for p in adapter.patches]
+    result.skipped_assets = skipped
+    result.warnings += warnings
+    return result
+
+
+def _carry_out(adapter, dest, tx, force, action, commit, unchanged=False) -> InstallResult:
+    """Run ``tx`` on ``dest``, refusing (without ``force``) to overwrite the user's content;
+    ``unchanged``: nothing to do unless the user changed managed files."""
+    clash = transaction.conflicts(dest, tx)
+    expected = tx.old[1]
+    kept = sorted(set(gitops.changed(dest, expected, gitops.skip_worktree(dest)))
+                  - set(transaction.paths(dest, tx)))
+    if unchanged and not clash:
+        return InstallResult("unchanged", adapter.name, dest, commit, kept=kept)
+    if clash and not force:
+        raise InstallError(f"you edited {_few(clash)} in {dest} after it was patched; "
+                           "this would overwrite that. Review with `vem-plugins diff "
+                           f"{adapter.name}`, then rerun with --force to save your edits to a "
+                           ".patch file first")
+    backups = transaction.run(dest, tx, save=clash)
+    return InstallResult(action, adapter.name, dest, commit,
+                         backup=backups[0] if backups else None, kept=kept)
+
+
+def _remove(adapter, dest, base, expected, force) -> InstallResult:
+    """Delete the checkout; the user's edits go to a .patch file and their untracked and
+    ignored files (bytecode caches aside) are moved whole to ``<dest>.kept-<time>``."""
+    if os.path.ismount(dest):
+        raise InstallError(f"{dest} is a mount point, which vem-plugins does not remove; "
+                           f"delete what is in it yourself, or revert it with: vem-plugins "
+                           f"uninstall {adapter.name} --dir {dest}")
+    skip = gitops.skip_worktree(dest)
+    edits = sorted(gitops.changed(dest, expected, skip))
+    extra = gitops.untracked(dest, expected)
+    ignored = [p for p in gitops.untracked(dest, expected, ignored=True)
+               if p != LOCK and "__pycache__/" not in "/" + p]
+
+    def few(paths):
+        return _few(p + (" (a git repository)" if (dest / p / ".git").exists() else "")
+                    for p in paths)
+
+    kept = transaction.beside(dest, "kept")
+    if (edits or extra or ignored) and not force:
+        what = [f"edited {_few(edits)}"] if edits else []
+        what += [f"untracked {few(extra)}"] if extra else []
+        what += [f"ignored {few(ignored)}"] if ignored else []
+        raise InstallError(f"{dest} holds files of yours (" + "; ".join(what) + "); rerun with "
+                           "--force to save your edits to a .patch file and move the other "
+                           "files, whole, to a folder next to it before removing it")
+    tx = transaction.Transaction("remove", old=(base, expected), new=(base, expected),
+                                 old_lock=None, new_lock=None,
+                                 kept=str(kept) if extra or ignored else None,
+                                 moved=extra + ignored)
+    if edits:
+        tx.backups.append(str(transaction.backup_edits(dest, expected, edits)))
+    transaction.remove(dest, tx)
+    return InstallResult("removed", adapter.name, dest, base,
+                         backup=Path(tx.backups[0]) if tx.backups else None,
+                         moved_to=kept if tx.moved else None)
 
 
 def _clone(adapter, source, tmp, progress) -> str:
@@ -320,7 +390,7 @@ def _clone(adapter, source, tmp, progress) -> str:
     try:
         gitops.git_progress(None, "clone", "--no-checkout", origin, str(tmp), show=progress)
     except GitError as exc:
-        reason = _reason(exc)
+        reason = exc.reason
         if source is None:
             raise InstallError(
                 f"cannot clone {adapter.url} ({reason}); if it is unreachable, pass --from "
@@ -358,7 +428,7 @@ def _choose_assets(repo, adapter, commit, requested, already=()):
     missing = [p for p in gitops.missing_blobs(repo, commit) if p not in already]
 
     def asset(path):
-        return next((k for k in adapter.assets if _under(path, k)), None)
+        return next((k for k in adapter.assets if under(path, k)), None)
 
     strays = [p for p in missing if asset(p) is None]
     if strays:
@@ -372,11 +442,11 @@ def _choose_assets(repo, adapter, commit, requested, already=()):
                 f"{adapter.assets[key]}" for key, paths in by_asset.items()]
     skipped = {k: adapter.assets[k] for k in by_asset}
     skipped.update({k: adapter.assets[k] for k in adapter.assets
-                    if any(_under(f, k) for f in already)})
+                    if any(under(f, k) for f in already)})
     if requested and adapter.assets:
         present = set(gitops.tree_files(repo, commit, *[k.rstrip("/") for k in adapter.assets]))
         skipped.update({k: why for k, why in adapter.assets.items()
-                        if any(_under(f, k) for f in present)})
+                        if any(under(f, k) for f in present)})
     return skipped, warnings
 
 
@@ -392,35 +462,62 @@ def _checkout(repo, commit, skipped, progress):
 
 
 def record(repo, adapter, origin, target, skipped):
-    """Write the lock file and the ref that keeps the expected state."""
-    gitops.git(repo, "update-ref", REF, target)
+    """Write the lock file and the ref that keep the expected state (and keep the lock file
+    and bytecode caches out of ``git status``)."""
     exclude = repo / ".git" / "info" / "exclude"
     exclude.parent.mkdir(exist_ok=True)
     have = exclude.read_text().splitlines() if exclude.exists() else []
     if missing := [line for line in EXCLUDES if line not in have]:
         with exclude.open("a") as f:
             f.write("".join(line + "\n" for line in ["# vem-plugins", *missing]))
-    lock = {"adapter": adapter.name, "adapter_version": adapter.version,
+    transaction.commit_state(repo, _lock(adapter, origin, target, skipped))
+
+
+def _lock(adapter, origin, target, skipped) -> dict:
+    """The lock file's content for ``adapter`` installed as commit ``target``."""
+    return {"adapter": adapter.name, "adapter_version": adapter.version,
             "vem_plugins_version": __version__, "url": adapter.url, "source": origin,
             **fingerprint(adapter), "installed": target, "skipped_assets": skipped,
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    tmp = repo / (LOCK + ".tmp")
-    tmp.write_text(json.dumps(lock, indent=2) + "\n")
-    tmp.replace(repo / LOCK)
+            "time": transaction.now().isoformat(timespec="seconds")}
 
 
 # --- checkout inspection -------------------------------------------------------------------
 
-def _existing(adapter, dest) -> Path:
+def _target(dest) -> Path:
+    """``dest`` made absolute; a symbolic link is refused (removing or renaming it would act
+    on the link, not on the checkout it points to)."""
     dest = Path(dest).absolute()
+    if dest.is_symlink():
+        real = dest.resolve()
+        raise InstallError(f"{dest} is a symbolic link (to {real}); give the folder itself: "
+                           f"--dir {real}")
+    return dest
+
+
+def _existing(adapter, dest) -> Path:
+    dest = _target(dest)
     if not dest.exists():
         raise InstallError(f"{adapter.name} is not installed in {dest}")
     return dest
 
 
-def _open(adapter, dest: Path) -> dict | None:
-    """The lock of ``dest`` (None for a pristine checkout at the pin); raise when ``dest`` is
-    not a checkout of ``adapter``."""
+@contextlib.contextmanager
+def working_on(dest: Path, required: bool = True):
+    """Hold ``dest``'s lock (a file next to it) for one command; an OS error on the way (a
+    read-only folder, a full disk) becomes one line naming the file."""
+    try:
+        with exclusive(dest.parent / f".{dest.name}.vem-plugins-lock", str(dest),
+                       required=required) as held:
+            yield held
+    except OSError as exc:
+        raise InstallError(transaction.describe(exc)) from None
+
+
+def _open(adapter, dest: Path, notes: list, repair: bool = True) -> dict | None:
+    """The lock of ``dest`` (None for a pristine checkout at the pin), after finishing a
+    change an interrupted command left; a damaged or missing lock is rebuilt from the
+    checkout (written back when ``repair``). Raises when ``dest`` is not a checkout of
+    ``adapter``. What was repaired is added to ``notes``."""
     def refuse(why):
         raise InstallError(f"{dest} exists and is not a checkout of {adapter.name} ({why}); "
                            "choose another --dir or move it away")
@@ -430,25 +527,109 @@ def _open(adapter, dest: Path) -> dict | None:
     rc, top, _ = gitops.git(dest, "rev-parse", "--show-toplevel", check=False)
     if rc or Path(top.strip()).resolve() != dest.resolve():
         refuse("not the top of a git checkout")
-    lock_path = dest / LOCK
-    if lock_path.exists():
-        try:
-            lock = json.loads(lock_path.read_text())
-            lock["commit"], lock["installed"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InstallError(f"{lock_path} is damaged ({exc}); uninstall --remove and install "
-                               "again") from None
-        if lock.get("adapter") != adapter.name:
-            refuse(f"it is a checkout of {lock.get('adapter')}")
-        if not gitops.commit_exists(dest, lock["installed"]):
-            raise InstallError(f"{dest}: the record of the installed state ({REF}) is gone; "
-                               "uninstall --remove and install again")
-        return lock
+    if repair:
+        notes += transaction.recover(dest)
+    elif tx := transaction.pending(dest):
+        notes.append(f"an {tx.action} of {dest} was interrupted (PID {tx.pid}, {tx.time}); "
+                     "run vem-plugins install or uninstall where it can write to finish it")
+    lock, damage = _read_lock(dest)
+    if lock is not None and isinstance(lock.get("adapter"), str) \
+            and lock["adapter"] != adapter.name:
+        refuse(f"it is a checkout of {lock['adapter']}")
+    if damage is None:
+        if lock is not None:
+            return lock
+        head = gitops.head(dest)
+        if head != adapter.commit and not gitops.commit_exists(dest, REF):
+            refuse(f"HEAD is {head[:12] if head else 'unborn'}, not the pin "
+                   f"{adapter.commit[:12]}, and there is no {LOCK}")
+        if not gitops.commit_exists(dest, REF) \
+                and not gitops.changed(dest, head, gitops.skip_worktree(dest)):
+            return None  # upstream's pristine pin
+        damage = f"{LOCK} is missing"
+    return _rebuild(adapter, dest, lock, damage, notes, repair)
+
+
+def _read_lock(dest) -> tuple[dict | None, str | None]:
+    """``(lock, what is wrong with it)``; the lock is the parsed object when it is one."""
+    path = dest / LOCK
+    if not os.path.lexists(path):
+        return None, None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"{LOCK} is unreadable ({exc})"
+    if not isinstance(data, dict):
+        return None, f"{LOCK} is damaged (not a JSON object)"
+    for key in ("adapter", "commit", "installed"):
+        if not isinstance(data.get(key), str):
+            return data, f"{LOCK} is damaged ({key!r} is not a string)"
+    for key in ("commit", "installed"):
+        if not re.fullmatch(r"[0-9a-f]{40}", data[key]):
+            return data, f"{LOCK} is damaged ({key!r} is not a commit id)"
+        if not gitops.commit_exists(dest, data[key]):
+            return data, f"{LOCK} names a commit ({key} {data[key][:12]}) not in the repository"
+    if not isinstance(data.get("patches"), list) or not all(
+            isinstance(p, dict) and isinstance(p.get("name"), str)
+            and isinstance(p.get("sha256"), str) for p in data["patches"]):
+        return data, f"{LOCK} is damaged ('patches' is not a list of names and hashes)"
+    for key in ("added_files", "skipped_assets"):
+        if not isinstance(data.get(key, {}), dict):
+            return data, f"{LOCK} is damaged ({key!r} is not an object)"
+    for key in ("source", "time", "adapter_version", "vem_plugins_version", "url"):
+        if key in data and not isinstance(data[key], str):
+            return data, f"{LOCK} is damaged ({key!r} is not a string)"
+    return data, None
+
+
+def _rebuild(adapter, dest, old, damage, notes, repair) -> dict | None:
+    """Work out what ``dest``'s tree should hold without its lock: the state the ref
+    ``refs/vem-plugins/installed`` records (when it sits on HEAD), the adapter's patches on
+    HEAD (when HEAD is its pin), or the pristine pin, whichever the tree is closest to."""
     head = gitops.head(dest)
-    if head != adapter.commit:
-        refuse(f"HEAD is {head[:12] if head else 'unborn'}, not the pin "
-               f"{adapter.commit[:12]}, and there is no {LOCK}")
-    return None
+    candidates = {}
+    if gitops.commit_exists(dest, REF):
+        ref = gitops.git(dest, "rev-parse", REF).strip()
+        if gitops.git(dest, "rev-parse", f"{ref}^").strip() == head:
+            candidates[ref] = f"the installed state kept in {REF}"
+    built = None
+    if head == adapter.commit:
+        with contextlib.suppress(InstallError):  # a read-only .git: no objects can be written
+            built = patchset.build(dest, adapter, head)
+            candidates.setdefault(built, f"{adapter.name}'s current patches")
+    if not candidates and head != adapter.commit:
+        raise InstallError(f"{damage}, and HEAD of {dest} is {head[:12] if head else 'unborn'}, "
+                           f"not {adapter.name}'s pin {adapter.commit[:12]}: check out the pin "
+                           f"(git -C {dest} checkout --detach {adapter.commit[:12]}) or move "
+                           "the directory away")
+    skip = gitops.skip_worktree(dest)
+    distance = {c: len(gitops.changed(dest, c, skip)) for c in [*candidates, head]}
+    chosen = min([*candidates, head], key=distance.get)  # a recorded state wins a tie
+    if chosen == head:
+        lock, how = None, "the tree is upstream's pristine pin"
+    else:
+        old = old or {}
+        fp = fingerprint(adapter) if chosen == built else {
+            "commit": head, "patches": [], "added_files": {}}
+        version = adapter.version if chosen == built else _text(old, "adapter_version")
+        lock = {"adapter": adapter.name, "adapter_version": version or "unknown",
+                "vem_plugins_version": __version__, "url": adapter.url,
+                "source": _text(old, "source") or adapter.url, **fp, "installed": chosen,
+                "skipped_assets": _skipped(adapter, skip), "rebuilt": damage,
+                "time": transaction.now().isoformat(timespec="seconds")}
+        how = f"the tree matches {candidates[chosen]}" + (
+            f" but for {distance[chosen]} edited file(s)" if distance[chosen] else "")
+    if repair:
+        transaction.commit_state(dest, lock)
+        notes.append(f"{damage}: rebuilt it from the checkout ({how})")
+    else:
+        notes.append(f"{damage}: read the checkout as if it were rebuilt ({how}); a command "
+                     "that can write there rebuilds it")
+    return lock
+
+
+def _text(data: dict, key: str) -> str | None:
+    return data[key] if isinstance(data.get(key), str) else None
 
 
 def _recorded(adapter, dest, lock) -> tuple[str, str]:
@@ -456,6 +637,11 @@ def _recorded(adapter, dest, lock) -> tuple[str, str]:
     if lock is None:
         return adapter.commit, adapter.commit
     return lock["commit"], lock["installed"]
+
+
+def _skipped(adapter, skip) -> dict:
+    """The adapter's assets a checkout leaves out, given its skip-worktree files."""
+    return {k: why for k, why in adapter.assets.items() if any(under(f, k) for f in skip)}
 
 
 def _require_on_pin(dest, commit):
@@ -473,6 +659,10 @@ def _same(lock, fp) -> bool:
 
 def _patch_states(adapter, lock, edited) -> list[tuple[str, str]]:
     recorded = {p["name"]: p["sha256"] for p in lock["patches"]} if lock else {}
+    if lock and lock.get("rebuilt") and not recorded:
+        return [(patch.name, "applied in a version that cannot be told (the lock was rebuilt); "
+                             "install brings the adapter's current one")
+                for patch in adapter.patches]
     states = []
     for patch in adapter.patches:
         data = patch.read_bytes()
@@ -491,62 +681,6 @@ def _patch_states(adapter, lock, edited) -> list[tuple[str, str]]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-def _overwrite_edits(adapter, dest, expected, edits, managed, force, skip) -> Path | None:
-    """Refuse (without ``force``) or back up and undo the user's edits to managed files."""
-    conflicts = sorted(p for p in edits if p in managed)
-    if not conflicts:
-        return None
-    if not force:
-        raise InstallError(f"you edited {_few(conflicts)} in {dest} after it was patched; "
-                           "this would overwrite that. Review with `vem-plugins diff "
-                           f"{adapter.name}`, then rerun with --force to save your edits to a "
-                           ".patch file first")
-    backup = _backup(dest, expected, conflicts, skip)
-    gitops.restore(dest, expected, [p for p in conflicts], skip)
-    return backup
-
-
-def _backup(dest, tree, paths, skip) -> Path:
-    """Save the working tree's ``paths`` as a patch against ``tree`` next to the checkout."""
-    data = gitops.edits_patch(dest, tree, paths, skip)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    backup = dest.parent / f"{dest.name}.user-edits-{stamp}.patch"
-    n = 1
-    while backup.exists():
-        backup = dest.parent / f"{dest.name}.user-edits-{stamp}-{n}.patch"
-        n += 1
-    backup.write_bytes(data)
-    return backup
-
-
-def _remove_stale_partials(dest):
-    """Delete hidden partial clones left by an install that was killed (its pid is gone)."""
-    for partial in dest.parent.glob(f".{dest.name}.partial-*-*"):
-        pid = partial.name[len(dest.name) + 10:].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(partial, ignore_errors=True)
-
-
-def _alive(pid) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _under(path: str, key: str) -> bool:
-    key = key.rstrip("/")
-    return path == key or path.startswith(key + "/")
-
-
-def _reason(exc: GitError) -> str:
-    lines = [ln.removeprefix("fatal: ").removeprefix("error: ") for ln in exc.lines]
-    return lines[-1] if lines else "git clone failed"
-
 
 def _few(items, n=5) -> str:
     items = list(items)

@@ -23,6 +23,9 @@ from vem_plugins.install.git import git, make_commit, scratch_index, tree_files
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _FILE_HEADER = ("index ", "new file mode ")
+#: git's words when it failed to write (a full disk, a read-only folder), not to apply.
+_NO_WRITE = re.compile(r"No space left|Disk quota|Read-only file system|Permission denied|"
+                       r"unable to (create|write)|Operation not permitted", re.I)
 
 
 @dataclasses.dataclass
@@ -192,6 +195,9 @@ def _apply(repo, scratch, name, data, files):
                                f"(git would move it {abs(int(m[3]))} lines, to line {m[2]})")
     if rc:
         errors = [m.removeprefix("error: ") for m in err.splitlines() if m.startswith("error: ")]
+        if trouble := [m for m in err.splitlines() if _NO_WRITE.search(m)]:
+            raise InstallError(f"cannot write to {repo}/.git while applying patch {name} "
+                               f"({trouble[0].removeprefix('error: ').removeprefix('fatal: ')})")
         for msg in errors:
             if m := re.match(r"patch failed: (.+):(\d+)$", msg):
                 raise InstallError(f"patch {name} does not apply: {m[1]}, hunk "

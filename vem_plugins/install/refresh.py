@@ -118,6 +118,11 @@ def refresh(adapter, dest, patch: str | None = None, patch_dir=None) -> RefreshR
     one) from the checkout ``dest``; see the module docstring. Raises :class:`InstallError`,
     having written nothing, when the edits cannot become insertion-only patches."""
     dest = Path(dest).absolute()
+    with installer.working_on(dest):
+        return _refresh(adapter, dest, patch, patch_dir)
+
+
+def _refresh(adapter, dest, patch, patch_dir) -> RefreshResult:
     st = installer.status(adapter, dest)
     if not st.exists:
         raise InstallError(f"{adapter.name} is not installed in {dest}; run: vem-plugins install "

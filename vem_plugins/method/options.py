@@ -58,6 +58,27 @@ def _range(text: str) -> tuple[float, float] | None:
     return None if text.lower() == "none" else _pair(text)
 
 
+#: the attribute of the parsed options that lists the flags :func:`given` reports
+GIVEN = "vem_given"
+
+
+class _Noted(argparse.Action):
+    """Store the value and note the flag in ``opt.vem_given`` (only once given, so upstream's
+    option dumps gain nothing otherwise). A resume keeps the estimator's saved optimiser settings
+    except where the user gave the flag; comparing with the default cannot tell, since the
+    default may be given on purpose."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, GIVEN, tuple(sorted({*getattr(namespace, GIVEN, ()), "--" + self.dest})))
+
+
+def given(opt) -> set[str]:
+    """The flags among ``--ebm_lr`` and ``--ebm_betas`` given on the command line ``opt`` was
+    parsed from."""
+    return set(getattr(opt, GIVEN, ()))
+
+
 @hookimpl(specname="add_options")
 def builtin_options(parser):
     """The built-in flags (documented in ``--help`` and the README)."""
@@ -85,10 +106,12 @@ def builtin_options(parser):
                    help="paper: noise std --ebm_noise; textbook: noise std sqrt(2*step) [paper]")
     g.add_argument("--ebm_range", type=_range, default=(-1.0, 1.0), metavar="LO,HI",
                    help="image range the Langevin samples are clamped to, or 'none' [-1,1]")
-    g.add_argument("--ebm_lr", type=float, default=1e-4,
-                   help="learning rate of the estimator's own Adam (energy / VID / CRD nets) [1e-4]")
-    g.add_argument("--ebm_betas", type=_pair, default=(0.0, 0.999), metavar="B1,B2",
-                   help="Adam betas of the estimator [0,0.999]")
+    g.add_argument("--ebm_lr", type=float, default=1e-4, action=_Noted,
+                   help="learning rate of the estimator's own Adam (energy / VID / CRD nets); "
+                        "when given, it overrides the one saved in --restore_vem_path [1e-4]")
+    g.add_argument("--ebm_betas", type=_pair, default=(0.0, 0.999), metavar="B1,B2", action=_Noted,
+                   help="Adam betas of the estimator; when given, they override the ones saved "
+                        "in --restore_vem_path [0,0.999]")
     g.add_argument("--ebm_l2", type=float, default=0.05,
                    help="energy-magnitude regulariser alpha in the EBM loss [0.05]")
     g.add_argument("--ebm_width", type=int, default=64,

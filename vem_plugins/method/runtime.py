@@ -28,11 +28,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import zipfile
 
 import torch
 
 from vem_plugins import hookimpl
-from vem_plugins.errors import OptionError
+from vem_plugins.errors import OptionError, one_line_in_upstream
 from vem_plugins.messages import tell
 from vem_plugins.method import options
 from vem_plugins.plugins import estimators, new_plugin_manager
@@ -103,11 +104,63 @@ class EstimatorPlugin:
         if saved is None:
             return
         if saved["name"] != self.name:
-            raise OptionError(f"--mi {self.name}: the checkpoint holds a {saved['name']} "
-                              "estimator; resume with the same --mi")
+            raise OptionError(f"the checkpoint holds a {saved['name']} estimator but this run's "
+                              f"--mi is {self.name}: resume with the same --mi")
         config = saved["state"]["_extra_state"]["config"]
         est = self._build((config["t_channels"], config["s_channels"]), context.device)
         est.load_state_dict(saved["state"])
+
+
+#: flag -> the estimator's optimiser setting it sets, and the setting's name in messages
+OPTIMIZER_FLAGS = {"--ebm_lr": ("lr", "learning rate"), "--ebm_betas": ("betas", "Adam betas")}
+
+
+def _as_flag(value) -> str:
+    """A setting written as its flag takes it (``0.0002``, ``0.5,0.999``)."""
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+
+
+def _read(path) -> object:
+    """``torch.load`` (``weights_only``) of a ``--restore_vem_path`` file; a file it cannot read
+    is an :class:`OptionError`, one line naming the file and why."""
+    if os.path.getsize(path) == 0:
+        raise OptionError(f"--restore_vem_path {path} is empty: give an <epoch>_vem.pth file "
+                          "written beside upstream's checkpoints")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged or foreign file fails anywhere in torch's unpickler
+        with open(path, "rb") as f:
+            cut = f.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(path)
+        if cut:  # torch's own error for it varies with where the file ends
+            reason = ("it is truncated (a torch.save archive without its end: an interrupted "
+                      "save or copy?)")
+        else:
+            # torch's messages run over lines; its weights_only refusal opens with a paragraph on
+            # torch's defaults, and the reason follows this marker
+            text = str(exc).split("WeightsUnpickler error:")[-1]
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            said = type(exc).__name__ + (f": {lines[0].split('. ')[0]}" if lines else "")
+            reason = f"it is not a checkpoint vem-plugins wrote ({said})"
+        raise OptionError(f"--restore_vem_path {path} cannot be read: {reason}") from None
+
+
+def _holds_estimator(state) -> bool:
+    """Whether a loaded file holds what :meth:`Runtime.save` writes for a built estimator."""
+    saved = state.get("estimator") if isinstance(state, dict) else None
+    return (isinstance(saved, dict) and "name" in saved and isinstance(saved.get("state"), dict)
+            and "_extra_state" in saved["state"])
+
+
+def _describe(obj) -> str:
+    """What a file without estimator state holds, for the error that says so."""
+    if not isinstance(obj, dict):
+        return f"it holds a value of type {type(obj).__name__}"
+    if not obj:
+        return "it holds an empty dict"
+    keys = [str(k) for k in obj]
+    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return f"it looks like a network's state_dict ({len(keys)} tensors, e.g. {keys[0]})"
+    return "it holds a dict with keys " + ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
 
 
 def _merge(results) -> dict:
@@ -133,6 +186,7 @@ class Runtime:
     """
 
     def __init__(self, opt, device: torch.device | str | None = None, dataset: str | None = None):
+        one_line_in_upstream()
         self.enabled = options.enabled(opt)
         self.stats: dict[str, float] = {}
         self.losses: dict[str, torch.Tensor] = {}
@@ -258,11 +312,24 @@ class Runtime:
         state["step"] = self.context.step
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, source: str = "the checkpoint") -> None:
+        """Restore what :meth:`state_dict` returned (``source``, e.g. its file, names it in
+        messages). The estimator's Adam resumes with its saved settings, except those whose flag
+        (:data:`OPTIMIZER_FLAGS`) was given on the command line: the user asked for them."""
         if not self.enabled:
             return
         self.pm.hook.load_checkpoint_state(state=state, context=self.context)
         self.context.step = state.get("step", 0)
+        if self.estimator is None:
+            return
+        opt = self.context.options
+        for flag in sorted(options.given(opt)):
+            setting, what = OPTIMIZER_FLAGS[flag]
+            value, saved = getattr(opt, flag[2:]), getattr(self.estimator, setting)
+            if value != saved:
+                self.estimator.set_optimizer(**{setting: value})
+                tell(f"{flag} {_as_flag(value)} given: overrides the saved {what} "
+                     f"{_as_flag(saved)} of {source}")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the state beside upstream's checkpoint (nothing when disabled)."""
@@ -270,9 +337,23 @@ class Runtime:
             torch.save(self.state_dict(), path)
 
     def load(self, path: str | os.PathLike) -> None:
-        """Restore a state written by :meth:`save`; a missing file is an error naming it."""
+        """Restore a state written by :meth:`save`.
+
+        A missing file is a ``FileNotFoundError``; one that cannot be read, holds no estimator
+        state (a network's weights, say) or the state of another estimator is an
+        :class:`OptionError`, one line naming the file and why: a resume must never go on with a
+        fresh estimator as if restored.
+        """
         if not self.enabled:
             return
         if not os.path.exists(path):
             raise FileNotFoundError(f"vem-plugins: no estimator checkpoint at {path}")
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = _read(path)
+        if not _holds_estimator(state):
+            raise OptionError(f"--restore_vem_path {path} holds no MI-estimator state: "
+                              f"{_describe(state)}; give the <epoch>_vem.pth file written beside "
+                              "upstream's checkpoints")
+        try:
+            self.load_state_dict(state, source=str(path))
+        except (ValueError, RuntimeError) as exc:  # another estimator, configuration or shapes
+            raise OptionError(f"--restore_vem_path {path}: {' '.join(str(exc).split())}") from None

@@ -168,6 +168,20 @@ class Estimator(nn.Module):
     def set_extra_state(self, state):
         # a copy: Adam would otherwise keep (and step in place) the caller's moment tensors
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        group = self.optimizer.param_groups[0]  # a loaded Adam goes on with its saved settings
+        self.lr, self.betas = group["lr"], tuple(group["betas"])
+
+    def set_optimizer(self, lr: float | None = None, betas=None) -> None:
+        """Change the learning rate and/or betas of the estimator's Adam, keeping its moments
+        (a resumed run whose flags ask for other settings than the saved ones)."""
+        if lr is not None:
+            require("--ebm_lr", lr)
+            self.lr = lr
+        if betas is not None:
+            require("--ebm_betas", betas)
+            self.betas = tuple(betas)
+        for group in self.optimizer.param_groups:
+            group.update(lr=self.lr, betas=self.betas)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load a state; one saved with another architecture fails naming both configurations."""
