@@ -1,15 +1,19 @@
-"""What several test files share: git in a throwaway repository, tiny image folders, and the base
-of the classes that read what an upstream run wrote.
+"""What several test files share: git in a throwaway repository, tiny image folders, the base
+of the classes that read what an upstream run wrote, and hostile filesystems (immutable files,
+a small mounted disk).
 
 A plain module (``from helpers import git``): ``tests/`` is on ``sys.path`` in pytest's default
 import mode, and ``tests/conftest.py`` has pytest rewrite its asserts like a test file's.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 def git(repo, *args, **kwargs) -> str:
@@ -91,3 +95,35 @@ class UpstreamRun:
         """Mean logged seconds of the counted iterations after the first (warm-up) one."""
         times = [t for t in map(self.row_seconds, self.rows[1:]) if t is not None]
         return sum(times) / len(times)
+
+
+@contextlib.contextmanager
+def immutable(*paths):
+    """``chattr +i`` on ``paths`` for the block (the tests run as root, who ignores permission
+    bits but not this); skips, with the reason, where it is not supported."""
+    done = []
+    try:
+        for path in paths:
+            proc = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+            if proc.returncode:
+                pytest.skip(f"chattr +i is not supported here: {proc.stderr.strip()}")
+            done.append(path)
+        yield
+    finally:
+        for path in done:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str):
+    """A tmpfs of ``size`` mounted at ``where`` for the block; skips, with the reason, where
+    mounting is not allowed."""
+    where.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        pytest.skip(f"cannot mount a small filesystem here: {proc.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)

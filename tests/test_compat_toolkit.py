@@ -164,3 +164,20 @@ def test_tell_prints_prefixed_and_appends_to_the_log(tmp_path, capsys):
     compat.tell("said once", once=True)
     assert capsys.readouterr().out == "vem-plugins: FID is skipped\nvem-plugins: said once\n"
     assert log.read_text() == "vem-plugins: FID is skipped\n"
+
+
+def test_numpy_aliases_are_the_builtins(monkeypatch):
+    import sys
+    import types
+
+    import numpy as np
+    from vem_plugins.authoring.compat import numpy_aliases
+
+    upstream = types.ModuleType("metric.mIoU_score")
+    upstream.np = np
+    monkeypatch.setitem(sys.modules, "metric.mIoU_score", upstream)
+    numpy_aliases("metric.mIoU_score", "metric.not_loaded")
+    np_ = upstream.np
+    assert np_.array([1.7], dtype=np_.int).dtype == np.array([1], dtype=int).dtype
+    assert np_.float is float and np_.bool is bool and np_.zeros is np.zeros
+    assert "metric.not_loaded" not in sys.modules

@@ -85,12 +85,6 @@ def test_without_vem_nothing_changes(tmp_path):
         glue.attach(model, model.opt)
 
 
-def test_numpy_aliases_are_the_builtins():
-    np_ = compat._NumPyWithAliases("numpy")
-    assert np_.array([1.7], dtype=np_.int).dtype == np.array([1], dtype=int).dtype
-    assert np_.float is float and np_.bool is bool and np_.zeros is np.zeros
-
-
 class _Net(nn.Module):
     BLOCK_INDEX_BY_DIM = {2048: 3}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import git
+from helpers import git, immutable, small_disk
 from test_installer import (TRAIN, insertion, pristine_bytes, sha, snapshot,  # noqa: F401
                             toy, upstream, with_patch)
 from vem_plugins.commands import cli
@@ -34,35 +34,6 @@ def installed(toy, tmp_path):
 def files(dest) -> dict:
     """The checkout's files, but for the time its lock was written."""
     return {path: re.sub(rb'"time": "[^"]*"', b"", data) for path, data in snapshot(dest).items()}
-
-
-@contextlib.contextmanager
-def immutable(*paths):
-    """``chattr +i`` (root ignores permission bits, not this); skips where unsupported."""
-    done = []
-    try:
-        for path in paths:
-            if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
-                pytest.skip(f"chattr +i is not supported here ({path})")
-            done.append(path)
-        yield
-    finally:
-        for path in done:
-            subprocess.run(["chattr", "-i", str(path)], check=True)
-
-
-@contextlib.contextmanager
-def small_disk(where: Path, size: str):
-    """A tmpfs of ``size`` mounted at ``where``; skips where mounting is not allowed."""
-    where.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
-    if proc.returncode:
-        pytest.skip(f"cannot mount a small filesystem here: {proc.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
 
 
 # --- damaged and missing locks -------------------------------------------------------------
@@ -152,8 +123,8 @@ def test_a_second_command_on_a_checkout_says_which_process_holds_it(toy, install
 
 
 def test_concurrent_installs_keep_every_entry_of_the_registry(tmp_path):
-    code = ("import sys; from pathlib import Path; from vem_plugins.commands import cli; "
-            "cli._remember('toy', Path(sys.argv[1]))")
+    code = ("import sys; from pathlib import Path; from vem_plugins.commands import places; "
+            "places.remember('toy', Path(sys.argv[1]))")
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / f"d{i}")], env=env)
              for i in range(12)]

@@ -37,16 +37,14 @@ import functools
 import inspect
 import os
 import sys
-import types
 
-import numpy
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vem_plugins.adapters import lineage
-from vem_plugins.authoring.compat import (DRN_CITYSCAPES, INCEPTION, missing_weights, replace_once,
-                                          tell, wrap_once)
+from vem_plugins.authoring.compat import (DRN_CITYSCAPES, INCEPTION, missing_weights,
+                                          numpy_aliases, replace_once, tell, wrap_once)
 
 
 def fix(namespace: dict) -> None:
@@ -209,15 +207,6 @@ def _with_eval_flags(setter):
 
 # -- NumPy 2 and SciPy 1.18 --------------------------------------------------------------------
 
-class _NumPyWithAliases(types.ModuleType):
-    """``numpy`` plus the aliases NumPy 1.24 removed; they always meant the Python builtins."""
-
-    int, float, bool, object, complex, str = int, float, bool, object, complex, str
-
-    def __getattr__(self, name):
-        return getattr(numpy, name)
-
-
 def _module(name: str):
     return sys.modules.get(name)
 
@@ -230,9 +219,7 @@ def fix_metric_package(namespace: dict) -> None:
     fid_score = _module("metric.fid_score")
     if fid_score is not None:
         fid_score.linalg = lineage.scipy_linalg()
-    for name in ("metric.cityscapes_mIoU", "metric.mIoU_score"):
-        if _module(name) is not None:
-            _module(name).np = _NumPyWithAliases("numpy")
+    numpy_aliases("metric.cityscapes_mIoU", "metric.mIoU_score")
     for name in ("get_fid", "get_cityscapes_mIoU", "get_mIoU"):
         if name in namespace:
             replace_once(namespace, name, nan_without_model)

@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from vem_plugins.authoring.compat import INCEPTION
+from vem_plugins.authoring.compat import INCEPTION, numpy_aliases
 
 
 class _FloatBetasAdam(torch.optim.Adam):
@@ -87,8 +87,14 @@ def _no_metric(opt):
     return float("nan") if count == 1 else [float("nan")] * count
 
 
+def fix_metric():
+    """GCC's Cityscapes mIoU converts label maps with ``np.int`` (gone since NumPy 1.24)."""
+    numpy_aliases("metric.mIoU_score")
+
+
 def guarded_test(test):
-    """GCC's ``train.test``, skippable (``--no_eval``) and unable to lose a checkpoint.
+    """GCC's ``train.test``, skippable (``--no_eval``), unable to lose a checkpoint, and able to
+    convert Cityscapes label maps on NumPy >= 1.24.
 
     Upstream saves checkpoints only inside ``test`` (when the metric improves) and after the last
     epoch, and an evaluation error ends training. Here a skipped or failed evaluation is logged,
@@ -96,6 +102,7 @@ def guarded_test(test):
     """
     @functools.wraps(test)
     def run(model, opt, logger, epoch, best_performance):
+        fix_metric()
         if opt.no_eval:
             logger.info("evaluation skipped (--no_eval) at epoch %d", epoch)
         else:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import types
 from collections.abc import MutableMapping
 from typing import Callable, NamedTuple
 
 from vem_plugins.messages import tell
 
-__all__ = ["Weights", "VGG16", "INCEPTION", "DRN_CITYSCAPES", "FACE_PARSING", "WEIGHTS",
+__all__ = ["numpy_aliases", "Weights", "VGG16", "INCEPTION", "DRN_CITYSCAPES", "FACE_PARSING", "WEIGHTS",
            "missing_weights", "replace_once", "wrap_once", "tell"]
 
 
@@ -43,6 +44,13 @@ class Weights(NamedTuple):
     location: str | None = None
     #: the upstream option that overrides ``location``, if any
     flag: str | None = None
+    #: the checksum its publisher gives, to verify a downloaded copy by
+    #: (:mod:`vem_plugins.data.weights`): ``"sha256:<hex>"``, possibly a prefix (torch hub's files
+    #: carry the first 8 hex digits of their sha256 in their name), or ``"git-blob:<sha1>"`` (a file
+    #: in upstream's repository, named by its git object id); None when none is published
+    checksum: str | None = None
+    #: the adapters whose paper runs load it
+    adapters: tuple[str, ...] = ()
 
     def path(self, root: str | os.PathLike | None = None) -> str:
         """Where upstream looks for the file: ``torch.hub.get_dir()/checkpoints/<file>`` (which
@@ -59,7 +67,8 @@ VGG16 = Weights(
     url="https://download.pytorch.org/models/vgg16-397923af.pth",
     label="ImageNet VGG16",
     purpose="torchvision's ImageNet VGG16: OMGD's style and feature distillation losses "
-            "(utils/vgg.py; --random_vgg does without), CAGC's LPIPS KD (--kd_lpips_lambda > 0)")
+            "(utils/vgg.py; --random_vgg does without), CAGC's LPIPS KD (--kd_lpips_lambda > 0)",
+    checksum="sha256:397923af", adapters=("omgd", "cagc"))
 
 INCEPTION = Weights(
     file="pt_inception-2015-12-05-6726825d.pth",
@@ -67,7 +76,8 @@ INCEPTION = Weights(
         "pt_inception-2015-12-05-6726825d.pth",
     label="FID Inception",
     purpose="pytorch-fid's Inception for FID, in every upstream's evaluation (OMGD, GAN "
-            "Compression, CAT, GCC, CAGC, DMAD); --no_fid (GCC: --no_eval) does without")
+            "Compression, CAT, GCC, CAGC, DMAD); --no_fid (GCC: --no_eval) does without",
+    checksum="sha256:6726825d", adapters=("omgd", "gan-compression", "cat", "gcc", "cagc"))
 
 DRN_CITYSCAPES = Weights(
     file="drn-d-105_ms_cityscapes.pth",
@@ -76,7 +86,8 @@ DRN_CITYSCAPES = Weights(
     purpose="the segmentation network of the Cityscapes mIoU (pix2pix on cityscapes, BtoA); "
             "--no_mIoU does without. GCC and DMAD default to "
             "database/cityscapes/drn-d-105_ms_cityscapes.pth",
-    location="drn-d-105_ms_cityscapes.pth", flag="--drn_path")
+    location="drn-d-105_ms_cityscapes.pth", flag="--drn_path",
+    adapters=("omgd", "gan-compression", "cat"))
 
 FACE_PARSING = Weights(
     file="79999_iter.pth",
@@ -85,7 +96,8 @@ FACE_PARSING = Weights(
     label="face-parsing",
     purpose="CAGC's BiSeNet face parsing: content-aware pruning (prune.py) and content-aware KD "
             "(train.py distils on the whole image without it)",
-    location="Util/face_parsing/pretrained_model/79999_iter.pth")
+    location="Util/face_parsing/pretrained_model/79999_iter.pth",
+    checksum="git-blob:a125015ae1683490d4e23d15295b1a4e7cb829d2", adapters=("cagc",))
 
 #: Every pretrained-weight file the built-in adapters know about.
 WEIGHTS: tuple[Weights, ...] = (VGG16, INCEPTION, DRN_CITYSCAPES, FACE_PARSING)
@@ -194,3 +206,21 @@ def replace_once(owner, name: str, make: Callable) -> bool:
     else:
         setattr(owner, name, replacement)
     return True
+
+
+class _NumPyWithAliases(types.ModuleType):
+    """``numpy`` plus the aliases NumPy 1.24 removed; they always meant the Python builtins."""
+
+    int, float, bool, object, complex, str = int, float, bool, object, complex, str
+
+    def __getattr__(self, name):
+        import numpy
+        return getattr(numpy, name)
+
+
+def numpy_aliases(*modules: str) -> None:
+    """Give the loaded upstream ``modules`` (by name) a ``np`` that still has ``np.int`` and
+    the other aliases NumPy 1.24 removed (upstream's mIoU code uses them)."""
+    for name in modules:
+        if name in sys.modules:
+            sys.modules[name].np = _NumPyWithAliases("numpy")

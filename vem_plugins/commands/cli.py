@@ -1,6 +1,7 @@
 """The ``vem-plugins`` command: try VEM on built-in data (:mod:`vem_plugins.commands.tryout`),
 report on training runs (:mod:`vem_plugins.commands.report`), list adapters, install upstream code
-patched, status, diff, uninstall; and for adapter authors new-adapter, refresh and check
+patched, status, diff, uninstall; the paper's datasets and evaluation assets
+(:mod:`vem_plugins.commands.data`); and for adapter authors new-adapter, refresh and check
 (:mod:`vem_plugins.commands.scaffold`, :mod:`vem_plugins.install.refresh`,
 :mod:`vem_plugins.commands.check`).
 
@@ -14,7 +15,6 @@ looked at.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import signal
@@ -22,9 +22,8 @@ import sys
 from pathlib import Path
 
 from vem_plugins import __version__, plugins
+from vem_plugins.commands import data, places
 from vem_plugins.install import git as gitops, checkout as installer
-from vem_plugins.install.exclusive import exclusive
-from vem_plugins.install.transaction import write_durably
 from vem_plugins.errors import InstallError, UsageError, VemPluginsError
 
 
@@ -119,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="go ahead despite your edits, after saving them to a .patch file")
     _authoring_commands(command, add_dir)
+    data.add_parser(sub)
     return parser
 
 
@@ -126,18 +126,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def _try(args):
     from vem_plugins.commands import tryout
-    adapter = _adapter(args.name)
+    adapter = places.adapter(args.name)
     dest = _dest(args)
     path, runs, processes = tryout.run(adapter, dest, args.out.absolute(), epochs=args.epochs,
                                        pairs=args.pairs, say=lambda text: print(text, flush=True))
-    _remember(adapter.name, dest)
+    places.remember(adapter.name, dest)
     _print_problems(runs)
     for run in runs:
         last = run.metrics[-1]["values"] if run.metrics else {}
         if "heldout_psnr" in last:
             print(f"{run.label}: held-out PSNR {last['heldout_psnr']:.2f} dB, "
                   f"SSIM {last['heldout_ssim']:.3f}")
-    print(f"report: {_show(path)}")
+    print(f"report: {places.show(path)}")
     return 1 if any(p.process.returncode for p in processes) else 0
 
 
@@ -153,7 +153,7 @@ def _report(args):
                          f"{out / 'report.html'}")
     path, runs = report.write(args.runs, out)
     _print_problems(runs)
-    print(f"report: {_show(path)}")
+    print(f"report: {places.show(path)}")
 
 
 def _print_problems(runs):
@@ -165,8 +165,8 @@ def _print_problems(runs):
 def _list(args):
     rows = []
     for name, adapter in sorted(plugins.adapters().items()):
-        places = _checkouts(name)
-        for place in places or [None]:
+        found = places.checkouts(name)
+        for place in found or [None]:
             rows.append({"name": name, "url": adapter.url, "commit": adapter.commit,
                          "dir": str(place) if place else None,
                          "state": _state(adapter, place) if place else "not installed"})
@@ -175,7 +175,7 @@ def _list(args):
         return
     table = [("NAME", "UPSTREAM", "PIN", "STATE", "WHERE")]
     table += [(r["name"], r["url"], r["commit"][:7], r["state"],
-               _show(r["dir"]) if r["dir"] else "-") for r in rows]
+               places.show(r["dir"]) if r["dir"] else "-") for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
@@ -183,26 +183,26 @@ def _list(args):
 
 def _install(args):
     from vem_plugins.commands import check
-    adapter = _adapter(args.name)
+    adapter = places.adapter(args.name)
     if problem := check.requirements_problem(adapter):  # the source alone is of use: go on
         print(f"vem-plugins: warning: {problem}", file=sys.stderr)
     dest = _dest(args)
     result = installer.install(adapter, dest, source=args.source, force=args.force,
                                progress=sys.stderr.isatty(), skip_assets=args.skip_assets)
-    _remember(adapter.name, dest)
+    places.remember(adapter.name, dest)
     for warning in result.warnings:
         print(f"vem-plugins: warning: {warning}", file=sys.stderr)
-    print(result.summary(_show))
+    print(result.summary(places.show))
 
 
 def _status(args):
     if args.name:
-        pairs = [(_adapter(args.name), _dest(args))]
+        pairs = [(places.adapter(args.name), _dest(args))]
     elif args.dir:
         pairs = [(_owner(args.dir.absolute()), args.dir.absolute())]
     else:
         pairs = [(a, place) for name, a in sorted(plugins.adapters().items())
-                 for place in _checkouts(name)]
+                 for place in places.checkouts(name)]
         if not pairs:
             print("no checkouts found (looked in ./third_party and where vem-plugins installed "
                   "before); install one with: vem-plugins install NAME")
@@ -216,18 +216,18 @@ def _status(args):
 
 
 def _diff(args):
-    sys.stdout.write(installer.diff(_adapter(args.name), _dest(args)))
+    sys.stdout.write(installer.diff(places.adapter(args.name), _dest(args)))
 
 
 def _uninstall(args):
-    adapter = _adapter(args.name)
+    adapter = places.adapter(args.name)
     dest = _dest(args)
     result = installer.uninstall(adapter, dest, remove=args.remove, force=args.force)
     if args.remove:
-        _remember(adapter.name, dest, keep=False)
+        places.remember(adapter.name, dest, keep=False)
     for warning in result.warnings:
         print(f"vem-plugins: warning: {warning}", file=sys.stderr)
-    print(result.summary(_show))
+    print(result.summary(places.show))
 
 
 # --- adapter authoring: new-adapter, refresh, check (docs/api.md) ----------------------------
@@ -269,39 +269,30 @@ def _new_adapter(args):
     from vem_plugins.commands import scaffold
     dest = (args.dir or Path(f"vem-{args.name}")).absolute()
     files = scaffold.new_adapter(args.name, args.url, args.commit, dest)
-    print(f"created the {args.name} adapter package in {_show(dest)}:")
+    print(f"created the {args.name} adapter package in {places.show(dest)}:")
     for path in files:
-        print(f"  {_show(path)}")
-    print(f"next: pip install -e {_show(dest)}; vem-plugins install {args.name}; insert your "
+        print(f"  {places.show(path)}")
+    print(f"next: pip install -e {places.show(dest)}; vem-plugins install {args.name}; insert your "
           f"lines in third_party/{args.name}; vem-plugins refresh {args.name}; "
           f"vem-plugins check {args.name}")
 
 
 def _refresh(args):
     from vem_plugins.install import refresh
-    result = refresh.refresh(_adapter(args.name), _dest(args), patch=args.patch,
+    result = refresh.refresh(places.adapter(args.name), _dest(args), patch=args.patch,
                              patch_dir=args.patches)
     print(result.summary())
 
 
 def _check(args):
     from vem_plugins.commands import check
-    outcomes = check.check(_adapter(args.name), source=args.source, work=args.keep,
+    outcomes = check.check(places.adapter(args.name), source=args.source, work=args.keep,
                            timeout=args.timeout, smoke_runs=not args.no_smoke,
                            report=lambda text: print(text, flush=True))
     return 1 if any(o.ok is False for o in outcomes) else 0
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def _adapter(name):
-    adapters = plugins.adapters()
-    if name in adapters:
-        return adapters[name]
-    close = difflib.get_close_matches(name, adapters, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise UsageError(f"unknown adapter {name!r}; {hint}(known: {', '.join(sorted(adapters))})")
-
 
 def _owner(dest: Path):
     """The adapter a checkout belongs to, from its lock file, else its HEAD."""
@@ -325,7 +316,7 @@ def _owner(dest: Path):
 
 
 def _dest(args) -> Path:
-    return args.dir.absolute() if args.dir else _dest_default(args.name)
+    return args.dir.absolute() if args.dir else places.default_dest(args.name)
 
 
 def _state(adapter, place) -> str:
@@ -339,10 +330,10 @@ def _print_status(st):
     for note in st.notes:
         print(f"vem-plugins: warning: {note}", file=sys.stderr)
     print(f"{st.adapter}: {st.state}")
-    print(f"  checkout   {_show(st.dest)}")
+    print(f"  checkout   {places.show(st.dest)}")
     if not st.exists:
         print(f"  install it with: vem-plugins install {st.adapter}"
-              + (f" --dir {_show(st.dest)}" if st.dest != _dest_default(st.adapter) else ""))
+              + (f" --dir {places.show(st.dest)}" if st.dest != places.default_dest(st.adapter) else ""))
         return
     moved = "" if st.head == st.commit else "  (HEAD moved off the pin)"
     print(f"  pin        {st.commit[:12]}, HEAD {st.head[:12] if st.head else '-'}{moved}")
@@ -357,61 +348,10 @@ def _print_status(st):
         last = label
     if st.outdated:
         print(f"  the adapter changed since install; upgrade with: vem-plugins install "
-              f"{st.adapter}" + (f" --dir {_show(st.dest)}"
-                                 if st.dest != _dest_default(st.adapter) else ""))
+              f"{st.adapter}" + (f" --dir {places.show(st.dest)}"
+                                 if st.dest != places.default_dest(st.adapter) else ""))
     if st.installed and st.lock:
         print(f"  installed  {st.lock.get('time')} from {st.lock.get('source')}")
-
-
-def _dest_default(name) -> Path:
-    return (Path("third_party") / name).absolute()
-
-
-def _show(path) -> str:
-    """A path relative to the current directory when it is below it."""
-    path = Path(path)
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _registry() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state) / "vem-plugins" / "checkouts.json"
-
-
-def _load_registry() -> dict:
-    try:
-        data = json.loads(_registry().read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: [p for p in v if isinstance(p, str)] for k, v in data.items()
-            if isinstance(v, list)}
-
-
-def _remember(name, dest: Path, keep=True):
-    """Record (or forget) where an adapter was installed, under a lock and by an atomic
-    replace, so that concurrent installs all keep their entries; a convenience, so failures to
-    write are ignored."""
-    path = _registry()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with exclusive(path.with_name(path.name + ".lock"), "the checkouts registry", wait=True):
-            data = _load_registry()
-            places = [p for p in data.get(name, []) if p != str(dest)]
-            data[name] = places + ([str(dest)] if keep else [])
-            write_durably(path, json.dumps(data, indent=2) + "\n")
-    except (OSError, InstallError):
-        pass
-
-
-def _checkouts(name) -> list[Path]:
-    """Existing directories where ``name`` may be installed."""
-    places = [_dest_default(name), *map(Path, _load_registry().get(name, []))]
-    return [p for p in dict.fromkeys(places) if p.exists()]
 
 
 def _interrupt(signum, frame):
