@@ -47,6 +47,7 @@ from vem_plugins.data import archives, catalog, links
 from vem_plugins.data.archives import Match, Source
 from vem_plugins.data.catalog import DATASETS, Dataset
 from vem_plugins.errors import UsageError, VemPluginsError
+from vem_plugins.install.exclusive import alive
 
 MARKER = ".vem-plugins-ready.json"
 _FINGERPRINT = ".vem-plugins-partial.json"
@@ -173,7 +174,7 @@ def _claim(name: str, fingerprint: str, root: Path, mine: Path, say) -> _Staging
     resumed = False
     for old in sorted(root.glob(f".{name}.partial-*")) + sorted(root.glob(f".{name}.old-*")):
         pid = old.name.rsplit("-", 1)[1]
-        if pid != str(os.getpid()) and _alive(pid):
+        if pid != str(os.getpid()) and alive(pid):
             raise UsageError(f"another prepare of {name} is running (pid {pid}); wait for it, or "
                              f"remove {old} if there is none")
         if ".old-" in old.name:  # a ready copy moved aside just before its replacement
@@ -221,16 +222,6 @@ def _read_fingerprint(folder: Path) -> str | None:
         return json.loads((folder / _FINGERPRINT).read_text())["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _discard(folder: Path) -> None:

@@ -1,4 +1,5 @@
-"""One vem-plugins command at a time on a checkout, and on the checkouts registry.
+"""One vem-plugins command at a time on a checkout, and on the checkouts registry; and whether
+the process behind a lock or a work folder still runs.
 
 A lock is an ``flock(2)`` on a small file that holds the holder's PID, so that a second command
 can say which process it waits for. The kernel drops the lock when its process dies, so a
@@ -70,3 +71,15 @@ def _acquire(path: Path, what: str, wait: bool) -> int:
                 os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             return fd
         os.close(fd)
+
+
+def alive(pid) -> bool:
+    """Whether process ``pid`` (an int or its digits) still runs: work folders named after the
+    process that made them are stale once it is gone."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

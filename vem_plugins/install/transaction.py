@@ -31,6 +31,7 @@ from pathlib import Path
 
 from vem_plugins.errors import InstallError
 from vem_plugins.install import git as gitops
+from vem_plugins.install.exclusive import alive
 
 LOCK = ".vem-plugins.lock.json"
 REF = "refs/vem-plugins/installed"
@@ -191,7 +192,7 @@ def sweep(dest: Path) -> list[str]:
     for leftover in dest.parent.glob(f".{glob.escape(dest.name)}.*-*"):
         kind, _, pid = leftover.name[len(dest.name) + 2:].partition("-")
         pid = pid.split("-")[0]
-        if kind not in ("partial", "removing") or not pid.isdigit() or _alive(int(pid)):
+        if kind not in ("partial", "removing") or not pid.isdigit() or alive(pid):
             continue
         if kind == "removing":
             with contextlib.suppress(InstallError):
@@ -327,16 +328,6 @@ def _move_back(dest: Path, tx: Transaction) -> None:
             folder.rmdir()
     with contextlib.suppress(OSError):
         kept.rmdir()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _blobs(dest: Path, commit: str, paths) -> dict[str, str | None]:
