@@ -1,7 +1,8 @@
 """The ``vem-plugins`` command: try VEM on built-in data (:mod:`vem_plugins.commands.tryout`),
 report on training runs (:mod:`vem_plugins.commands.report`), list adapters, install upstream code
 patched, status, diff, uninstall; the paper's datasets and evaluation assets
-(:mod:`vem_plugins.commands.data`); and for adapter authors new-adapter, refresh and check
+(:mod:`vem_plugins.commands.data`); the paper's tables over seeds
+(:mod:`vem_plugins.commands.reproduce`); and for adapter authors new-adapter, refresh and check
 (:mod:`vem_plugins.commands.scaffold`, :mod:`vem_plugins.install.refresh`,
 :mod:`vem_plugins.commands.check`).
 
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 
 from vem_plugins import __version__, plugins
-from vem_plugins.commands import data, places
+from vem_plugins.commands import data, places, reproduce
 from vem_plugins.install import git as gitops, checkout as installer
 from vem_plugins.errors import InstallError, UsageError, VemPluginsError
 
@@ -119,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="go ahead despite your edits, after saving them to a .patch file")
     _authoring_commands(command, add_dir)
     data.add_parser(sub)
+    reproduce.add_parser(sub)
     return parser
 
 

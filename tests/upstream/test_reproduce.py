@@ -1,0 +1,100 @@
+"""``vem-plugins reproduce`` end to end on upstream's real code: a built-in spec's tiny scale
+(generated data, small networks, upstream's own training and FID with a stand-in Inception in a
+temporary ``TORCH_HOME``), run as a user runs it: the runner killed after its first job and
+started again (only the remaining jobs run), then more seeds through submitit's local executor
+(only the new seeds run), then ``--status``; results.json and the report are checked each time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vem_plugins.authoring.testing import offline_env, stand_in_weights
+from vem_plugins.reproduce import jobs, specs
+
+pytestmark = [pytest.mark.slow]
+
+#: one spec per adapter whose tiny scale this tier runs
+SPECS = [pytest.param("omgd-edges2shoes-resnet", marks=pytest.mark.needs("omgd"))]
+
+
+def reproduce(root: Path, env: dict, *args: str, **kwargs):
+    return subprocess.run([sys.executable, "-m", "vem_plugins", "reproduce", *args],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=1200,
+                          **kwargs)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_tiny_scale_end_to_end_through_both_executors(name, tmp_path):
+    import torchvision
+    home = stand_in_weights(tmp_path / "torch", **{
+        "pt_inception-2015-12-05-6726825d.pth": torchvision.models.inception_v3(
+            num_classes=1008, aux_logits=False, init_weights=False)})
+    env = dict(os.environ, TORCH_HOME=str(home), XDG_STATE_HOME=str(tmp_path / "state"),
+               OMP_NUM_THREADS="1", **offline_env())
+    spec = specs.resolve(name)
+    args = [name, "--scale", "tiny", "--methods", f"plain,{spec.ours[0]}", "--out", "out"]
+    out = tmp_path / "out"
+
+    # 1. the runner, killed (SIGKILL) once its first job is done
+    runner = subprocess.Popen([sys.executable, "-m", "vem_plugins", "reproduce", *args,
+                               "--seeds", "2"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 900
+    while not any(jobs.status(f) == "done" for f in out.glob("jobs/*/*/seed-*")):
+        assert runner.poll() is None, runner.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    folders = sorted(out.glob("jobs/*/*/seed-*"))
+    assert len(folders) == 4
+    while any(jobs.held(f) for f in folders):  # the running job's worker stops with the runner
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    first = {f for f in folders if jobs.status(f) == "done"}
+    assert 1 <= len(first) < 4
+    assert (tmp_path / "third_party" / spec.adapter / ".vem-plugins.lock.json").exists()
+
+    # 2. the same command again: the remaining jobs only
+    proc = reproduce(tmp_path, env, *args, "--seeds", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(first)} of 4 jobs already done: not rerun" in proc.stdout
+    assert all(jobs.status(f) == "done" for f in folders)
+    for folder in first:
+        assert (folder / "console.txt").read_text().count("=== stage ") == \
+            len(spec.scales["tiny"].stages)
+
+    # 3. a third seed through submitit's local executor: two new jobs, nothing else
+    proc = reproduce(tmp_path, env, *args, "--seeds", "3", "--executor", "submitit-local")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 of 6 jobs already done: not rerun" in proc.stdout
+    assert "2 job(s) submitted (submitit-local)" in proc.stdout
+    assert list((out / "submitit").glob("*_log.out"))
+    result = json.loads((out / "results.json").read_text())
+    row = result["rows"][0]
+    assert row["spec"] == name and result["scale"] == "tiny"
+    for method, m in row["methods"].items():
+        assert m["n"] == 3 and len(m["seeds"]) == 3, (method, m)
+        assert all(isinstance(v, float) for v in m["seeds"].values())
+        assert m["half_width"] is not None
+    assert [(g["ours"], g["baseline"], g["n"]) for g in row["gains"]] == \
+        [(spec.ours[0], "plain", 3)]
+    page = (out / "report.html").read_text()
+    assert "vem − plain" in page and "tiny scale" in page
+    for job in result["jobs"]:
+        assert job["status"] == "done" and "metric" in job, job
+        if "run_report" in job:  # runs made with --vem_record get a page of their own
+            assert Path(job["run_report"]).is_file()
+            assert os.path.relpath(job["run_report"], out) in page
+
+    # 4. the status of every job
+    proc = reproduce(tmp_path, env, "--status", "--out", "out")
+    assert proc.returncode == 0 and "6 done" in proc.stdout, proc.stdout + proc.stderr
