@@ -320,3 +320,40 @@ def test_status_lists_done_and_failed_jobs_with_the_end_of_the_log(tmp_path, cap
     assert "    boom: disk full" in out and "1 done, 1 failed" in out
     assert (tmp_path / "out" / "report.html").exists()
     assert cli.main(["reproduce", "--status", "--out", str(tmp_path / "none")]) == 1
+
+
+def test_describe_fills_the_placeholders_and_leaves_bash_alone(tmp_path):
+    spec = specs.resolve("omgd-edges2shoes-resnet")
+    job = jobs.describe(tmp_path / "job", spec=spec, scale="paper", method="vid", seed=4,
+                        checkout=tmp_path, data=tmp_path / "d")
+    run = job["stages"][0]["run"]
+    assert run == ('bash -c "$(cat scripts/resnet_pix2pix/edges2shoes/distill.sh) --gpu_ids 0 '
+                   f'--seed 4 --log_dir {tmp_path}/job/run --mi vid"')
+
+
+def test_seeded_runs_a_script_with_every_generator_seeded(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("import random, sys, numpy, torch\n"
+                      "print(__name__, sys.argv[1:], random.random(), numpy.random.rand(), "
+                      "torch.rand(1).item())\n")
+    def run(seed):
+        return subprocess.run([sys.executable, "-m", "vem_plugins.reproduce.seeded", str(seed),
+                               str(script), "--x", "1"], capture_output=True, text=True,
+                              check=True).stdout
+    assert run(3) == run(3) != run(4)
+    assert run(3).startswith("__main__ ['--x', '1'] ")
+    bad = subprocess.run([sys.executable, "-m", "vem_plugins.reproduce.seeded", "x.py"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.startswith("usage:")
+
+
+@pytest.mark.parametrize("executor", ["local", "submitit-local"])
+def test_a_job_that_cannot_start_is_failed_not_forgotten(tmp_path, executor):
+    spec = toy_spec(tmp_path)
+    folders = make_jobs(spec, tmp_path, methods=("plain",), seeds=2)
+    (folders["toy", "plain", 1] / "job.json").write_text("{damaged")
+    run_all(folders, tmp_path, executor)
+    assert jobs.status(folders["toy", "plain", 0]) == "done"
+    broken = folders["toy", "plain", 1]
+    assert jobs.status(broken) == "failed"
+    assert jobs.state(broken)["failed"] == "job.json is missing or damaged"

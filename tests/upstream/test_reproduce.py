@@ -1,8 +1,9 @@
 """``vem-plugins reproduce`` end to end on upstream's real code: a built-in spec's tiny scale
 (generated data, small networks, upstream's own training and FID with a stand-in Inception in a
-temporary ``TORCH_HOME``), run as a user runs it: the runner killed after its first job and
-started again (only the remaining jobs run), then more seeds through submitit's local executor
-(only the new seeds run), then ``--status``; results.json and the report are checked each time.
+temporary ``TORCH_HOME``), for one spec per adapter, run as a user runs it: the runner killed
+after its first job and started again (only the remaining job runs), then a second seed through
+submitit's local executor (only the new jobs run), then ``--status``; results.json and the
+report are checked each time.
 """
 from __future__ import annotations
 
@@ -22,7 +23,13 @@ from vem_plugins.reproduce import jobs, specs
 pytestmark = [pytest.mark.slow]
 
 #: one spec per adapter whose tiny scale this tier runs
-SPECS = [pytest.param("omgd-edges2shoes-resnet", marks=pytest.mark.needs("omgd"))]
+SPECS = [pytest.param(name, marks=pytest.mark.needs(adapter), id=name) for name, adapter in (
+    ("omgd-edges2shoes-resnet", "omgd"),
+    ("gan-compression-horse2zebra", "gan-compression"),
+    ("cat-horse2zebra", "cat"),
+    ("gcc-celeba-sagan", "gcc"),
+    ("cagc-ffhq", "cagc"),
+)]
 
 
 def reproduce(root: Path, env: dict, *args: str, **kwargs):
@@ -45,7 +52,7 @@ def test_tiny_scale_end_to_end_through_both_executors(name, tmp_path):
 
     # 1. the runner, killed (SIGKILL) once its first job is done
     runner = subprocess.Popen([sys.executable, "-m", "vem_plugins", "reproduce", *args,
-                               "--seeds", "2"], cwd=tmp_path, env=env,
+                               "--seeds", "1"], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 900
     while not any(jobs.status(f) == "done" for f in out.glob("jobs/*/*/seed-*")):
@@ -55,38 +62,38 @@ def test_tiny_scale_end_to_end_through_both_executors(name, tmp_path):
     runner.send_signal(signal.SIGKILL)
     runner.wait()
     folders = sorted(out.glob("jobs/*/*/seed-*"))
-    assert len(folders) == 4
+    assert len(folders) == 2
     while any(jobs.held(f) for f in folders):  # the running job's worker stops with the runner
         assert time.monotonic() < deadline
         time.sleep(0.5)
     first = {f for f in folders if jobs.status(f) == "done"}
-    assert 1 <= len(first) < 4
+    assert len(first) == 1
     assert (tmp_path / "third_party" / spec.adapter / ".vem-plugins.lock.json").exists()
 
     # 2. the same command again: the remaining jobs only
-    proc = reproduce(tmp_path, env, *args, "--seeds", "2")
+    proc = reproduce(tmp_path, env, *args, "--seeds", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{len(first)} of 4 jobs already done: not rerun" in proc.stdout
+    assert "1 of 2 jobs already done: not rerun" in proc.stdout
     assert all(jobs.status(f) == "done" for f in folders)
     for folder in first:
         assert (folder / "console.txt").read_text().count("=== stage ") == \
             len(spec.scales["tiny"].stages)
 
-    # 3. a third seed through submitit's local executor: two new jobs, nothing else
-    proc = reproduce(tmp_path, env, *args, "--seeds", "3", "--executor", "submitit-local")
+    # 3. a second seed through submitit's local executor: two new jobs, nothing else
+    proc = reproduce(tmp_path, env, *args, "--seeds", "2", "--executor", "submitit-local")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 of 6 jobs already done: not rerun" in proc.stdout
+    assert "2 of 4 jobs already done: not rerun" in proc.stdout
     assert "2 job(s) submitted (submitit-local)" in proc.stdout
     assert list((out / "submitit").glob("*_log.out"))
     result = json.loads((out / "results.json").read_text())
     row = result["rows"][0]
     assert row["spec"] == name and result["scale"] == "tiny"
     for method, m in row["methods"].items():
-        assert m["n"] == 3 and len(m["seeds"]) == 3, (method, m)
+        assert m["n"] == 2 and len(m["seeds"]) == 2, (method, m)
         assert all(isinstance(v, float) for v in m["seeds"].values())
         assert m["half_width"] is not None
     assert [(g["ours"], g["baseline"], g["n"]) for g in row["gains"]] == \
-        [(spec.ours[0], "plain", 3)]
+        [(spec.ours[0], "plain", 2)]
     page = (out / "report.html").read_text()
     assert "vem − plain" in page and "tiny scale" in page
     for job in result["jobs"]:
@@ -97,4 +104,21 @@ def test_tiny_scale_end_to_end_through_both_executors(name, tmp_path):
 
     # 4. the status of every job
     proc = reproduce(tmp_path, env, "--status", "--out", "out")
-    assert proc.returncode == 0 and "6 done" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "4 done" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.needs("omgd")
+def test_paper_scale_names_every_missing_item_and_starts_nothing(tmp_path):
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"),
+               XDG_STATE_HOME=str(tmp_path / "state"), **offline_env())
+    proc = reproduce(tmp_path, env, "omgd-edges2shoes-resnet", "omgd-horse2zebra",
+                     "--methods", "plain,vem", "--root", str(tmp_path / "datasets"))
+    assert proc.returncode == 1
+    missing = [line for line in proc.stderr.splitlines() if line.startswith("vem-plugins: missing")]
+    assert len(missing) == 9, proc.stderr  # dataset, statistics files, 2 weights: 4 + 5
+    assert any("dataset horse2zebra is not prepared" in line and
+               "vem-plugins data prepare horse2zebra --from" in line for line in missing)
+    assert any("real_stat/horse2zebra_B.npz is missing" in line for line in missing)
+    assert proc.stderr.splitlines()[-1] == ("vem-plugins: error: 9 thing(s) the jobs need are "
+                                           "missing (above); no job was started")
+    assert not (tmp_path / "vem-reproduce").exists()

@@ -63,6 +63,13 @@ def _local(todo: list[Path], bar) -> None:
                     continue
                 del running[folder]
                 slots.append(gpu)
+                if proc is None and jobs.status(folder) == "interrupted":
+                    queue.append(folder)  # the other runner stopped before the end: ours now
+                    continue
+                if proc is not None and proc.returncode and \
+                        jobs.status(folder) not in ("done", "failed"):
+                    _failed(folder, f"its worker ended with status {proc.returncode} (see "
+                                    f"{folder / 'runner.txt'})")
                 bar.update(1)
                 bar.set_postfix_str(f"{folder.parent.parent.name} {folder.parent.name} "
                                     f"{folder.name}: {jobs.status(folder)}")
@@ -115,14 +122,31 @@ def _submitit(todo: list[Path], executor: str, out: Path, slurm: dict, bar, say)
         f"submitit's logs in {folder}")
     while waiting:
         for job_folder, submitted in list(waiting.items()):
-            if submitted is not None and not submitted.done():
-                continue
+            if submitted is not None:
+                if not submitted.done():
+                    continue
+                _record_crash(job_folder, submitted)
             if submitted is None and (jobs.held(job_folder) or _queued(
                     jobs.read(job_folder / "submitted.json"), executor, folder)):
                 continue
             del waiting[job_folder]
             bar.update(1)
         time.sleep(_POLL)
+
+
+def _record_crash(folder: Path, submitted) -> None:
+    """A submitit job that ended without its job recording why (killed by Slurm, out of
+    memory, a broken environment): its state says what submitit knows."""
+    try:
+        submitted.result()
+    except Exception as exc:  # noqa: BLE001 - whatever ended it goes into the job's state
+        if jobs.status(folder) not in ("done", "failed"):
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            _failed(folder, f"submitit: {lines[-1]}")
+
+
+def _failed(folder: Path, why: str) -> None:
+    jobs.write(folder / "state.json", {**jobs.state(folder), "failed": why})
 
 
 def _queued(record: dict, executor: str, folder: Path) -> bool:

@@ -117,7 +117,9 @@ def run(folder) -> float:
     folder = Path(folder)
     job = read(folder / "job.json")
     if not job:
-        raise JobFailed(f"{folder}/job.json is missing or damaged")
+        why = "job.json is missing or damaged"
+        write(folder / "state.json", {**state(folder), "failed": why})
+        raise JobFailed(f"{folder}: {why}")
     with exclusive(folder / LOCK, f"job {folder}"):
         current = state(folder)
         if "metric" in current:
