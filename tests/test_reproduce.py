@@ -357,3 +357,11 @@ def test_a_job_that_cannot_start_is_failed_not_forgotten(tmp_path, executor):
     broken = folders["toy", "plain", 1]
     assert jobs.status(broken) == "failed"
     assert jobs.state(broken)["failed"] == "job.json is missing or damaged"
+
+
+def test_the_command_starts_without_importing_torch():
+    # every `vem-plugins` call (hundreds in the fault sweep) would pay seconds for it
+    out = subprocess.run([sys.executable, "-c", "import sys, vem_plugins.commands.cli; "
+                          "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'submitit') "
+                          "if m in sys.modules))"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

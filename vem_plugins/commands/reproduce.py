@@ -19,7 +19,7 @@ from vem_plugins.commands import check, places
 from vem_plugins.data import catalog
 from vem_plugins.errors import UsageError
 from vem_plugins.install import checkout as installer
-from vem_plugins.reproduce import executors, jobs, needs, results, specs
+from vem_plugins.reproduce import executors, jobs, needs, specs
 
 SCALES = ("paper", "tiny")
 
@@ -104,6 +104,7 @@ def run(args) -> int:
           f"{args.scale} scale, in {places.show(out)}", flush=True)
     slurm = {k: getattr(args, k) for k in ("partition", "timeout_min", "gpus_per_node",
                                            "cpus_per_task", "mem_gb", "slurm_array_parallelism")}
+    from vem_plugins.reproduce import results  # (with the report's plotting: not at start-up)
     try:
         executors.run(list(folders.values()), args.executor, out, slurm,
                       progress=sys.stderr.isatty(), say=lambda text: print(text, flush=True))
@@ -187,6 +188,7 @@ def _status(out: Path) -> int:
             line += f" (stages done: {', '.join(st['stages_done'])})"
         print(line)
     print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    from vem_plugins.reproduce import results
     chosen, scale = [], None
     for folder, job in folders.values():
         scale = job["scale"]
