@@ -43,8 +43,9 @@ class JobFailed(VemPluginsError):
 
 def describe(folder: Path, *, spec, scale: str, method: str, seed: int, checkout: Path,
              data: Path) -> dict:
-    """Write ``job.json`` for one job into ``folder`` (kept when it exists with the same
-    commands, so a rerun finds its state) and return it."""
+    """Write ``job.json`` for one job into ``folder`` and return it. A rerun with the same
+    commands keeps the job's state (what it finished); when the spec changed its commands, the
+    state is cleared, since what ran is not this job's work."""
     out = folder / "run"
     values = {"python": sys.executable, "flags": spec.methods[method], "seed": str(seed),
               "out": str(out), "data": str(data), "job": str(folder)}
@@ -56,7 +57,7 @@ def describe(folder: Path, *, spec, scale: str, method: str, seed: int, checkout
            "metric": spec.metric, "pattern": spec.pattern, "log": str(out / spec.log)}
     folder.mkdir(parents=True, exist_ok=True)
     if read(folder / "job.json").get("stages", job["stages"]) != job["stages"]:
-        write(folder / "state.json", {})  # the spec changed: what ran is not this job's work
+        write(folder / "state.json", {})
     write(folder / "job.json", job)
     return job
 
