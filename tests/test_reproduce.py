@@ -51,15 +51,15 @@ stages = [{{ name = "train", run = "true" }}]
 generate = {{ kind = "aligned", size = 8, count = 2 }}
 stages = [
   {{ name = "prepare", run = "{prepare}" }},
-  {{ name = "train", run = "{train}" }},
+  {{ name = "train", run = "{train}"{resume} }},
 ]
 '''
 
 
-def toy_spec(tmp_path, prepare="true", train=LOG) -> specs.Spec:
+def toy_spec(tmp_path, prepare="true", train=LOG, resume="") -> specs.Spec:
     path = tmp_path / "toy.toml"
     path.write_text(TOY.format(prepare=prepare.replace('"', '\\"'),
-                               train=train.replace('"', '\\"')))
+                               train=train.replace('"', '\\"'), resume=resume))
     return specs.load(path)
 
 
@@ -128,11 +128,20 @@ def test_builtin_specs_load_and_name_real_adapters_and_datasets():
     (lambda t: t.replace('name = "toy"', 'name = "Toy row"'), "name: lower-case"),
     (lambda t: t.replace('run = "true" }}]', 'run = "{{gpu}}" }}]'), "unknown placeholder {gpu}"),
     (lambda t: t.replace('adapter = "omgd"\n', ""), "adapter: missing"),
+    (lambda t: t.replace('run = "true" }}]', 'run = "true", resume = "--from {{checkpoint}}", '
+                                             'checkpoint = "c/*" }}]'), "run: has no {resume}"),
+    (lambda t: t.replace('run = "true" }}]', 'run = "true {{resume}}", resume = "-r" }}]'),
+     "checkpoint: missing"),
+    (lambda t: t.replace('run = "true" }}]', 'run = "true {{resume}}" }}]'),
+     "run: unknown placeholder {resume}"),
+    (lambda t: t.replace('run = "true" }}]', 'run = "true {{resume}}", checkpoint = "c/*", '
+                                             'resume = "--epoch {{epoch}}" }}]'),
+     "resume: unknown placeholder {epoch}"),
     (lambda t: t.replace("[methods]", "[methods"), "not valid TOML"),
 ])
 def test_bad_spec_files_are_one_line_naming_file_and_key(tmp_path, edit, message):
     path = tmp_path / "bad.toml"
-    path.write_text(edit(TOY).format(prepare="true", train="true {flags}"))
+    path.write_text(edit(TOY).format(prepare="true", train="true {flags}", resume=""))
     with pytest.raises(UsageError) as err:
         specs.load(path)
     assert message in str(err.value) and str(path) in str(err.value)
@@ -166,7 +175,7 @@ def test_cli_unknown_adapter_in_a_spec_file(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "mine.toml"
     path.write_text(TOY.replace('adapter = "omgd"', 'adapter = "omdg"')
-                    .format(prepare="true", train="true {flags}"))
+                    .format(prepare="true", train="true {flags}", resume=""))
     assert cli.main(["reproduce", str(path), "--scale", "tiny"]) == 1
     err = capsys.readouterr().err
     assert "unknown adapter 'omdg'; did you mean omgd?" in err and err.count("\n") == 1
@@ -306,6 +315,92 @@ def test_killed_runner_restarted_runs_only_the_remaining_jobs(tmp_path, executor
     assert [(f / "runs.txt").read_text() for f in order] == ["x"] * 3  # each ran once
     # the interrupted job resumed at its unfinished stage
     assert (order[1] / "console.txt").read_text().count("=== stage prepare") == 1
+
+
+# An upstream that trains 4 iterations, saving ckpt/<i>.pt after each (atomically) and logging
+# each iteration it runs; `--from FILE` goes on after that checkpoint. Iteration 2 waits for the
+# gate (the runner is killed there); with the file `broken`, resuming fails.
+UPSTREAM = textwrap.dedent("""
+    import os, re, sys, time
+    from pathlib import Path
+    out, gate = Path(sys.argv[1]), Path(sys.argv[2])
+    ckpt = Path(sys.argv[sys.argv.index("--from") + 1]) if "--from" in sys.argv else None
+    start = int(re.search(r"\\d+", ckpt.name)[0]) + 1 if ckpt else 1
+    if ckpt and (gate.parent / "broken").exists():
+        sys.exit(f"cannot read {ckpt}")
+    (out / "ckpt").mkdir(parents=True, exist_ok=True)
+    for i in range(start, 5):
+        with open(out / "iterations.txt", "a") as f:
+            f.write(f"{i}\\n")
+        (out / "ckpt" / "tmp").write_text(str(i))
+        os.replace(out / "ckpt" / "tmp", out / "ckpt" / f"{i:06d}.pt")
+        while i == 2 and not gate.exists():
+            time.sleep(0.05)
+    (out / "log.txt").write_text("fid: 7.5")
+""")
+
+
+def resumable_spec(tmp_path):
+    (tmp_path / "upstream.py").write_text(UPSTREAM)
+    return toy_spec(tmp_path, train=f"{{python}} {tmp_path}/upstream.py {{out}} {tmp_path}/gate "
+                                    "{flags} {resume}",
+                    resume=', resume = "--from {checkpoint}", checkpoint = "{out}/ckpt/*.pt"')
+
+
+def test_an_interrupted_stage_resumes_from_upstreams_last_checkpoint(tmp_path):
+    spec = resumable_spec(tmp_path)
+    folder = make_jobs(spec, tmp_path, methods=("vem",), seeds=1)["toy", "vem", 0]
+    argv = [sys.executable, "-c", RUNNER, json.dumps([str(folder)]), "local",
+            str(tmp_path / "out")]
+    runner = subprocess.Popen(argv, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / "run" / "ckpt" / "000002.pt").exists():
+            assert time.monotonic() < deadline and runner.poll() is None
+            time.sleep(0.05)
+        runner.kill()
+        runner.wait()
+        while jobs.held(folder):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert jobs.status(folder) == "interrupted"
+        (tmp_path / "gate").touch()
+        subprocess.run(argv, check=True, timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(runner.pid, signal.SIGKILL)
+    # iterations 1 and 2 ran once: the stage went on from the checkpoint of iteration 2
+    assert (folder / "run" / "iterations.txt").read_text().split() == ["1", "2", "3", "4"]
+    assert jobs.state(folder)["metric"] == 7.5
+    ckpt = folder / "run" / "ckpt" / "000002.pt"
+    assert [(r["stage"], r["checkpoint"], r["step"]) for r in jobs.state(folder)["resumed"]] == \
+        [("train", str(ckpt), 2)]
+    console = (folder / "console.txt").read_text()
+    assert "=== stage train" in console and f", resumed from {ckpt} (step 2): " in console
+    assert f"--vem --from {ckpt}\n" in console
+    assert console.count("=== stage prepare") == 1
+
+
+def test_a_stage_whose_resume_fails_starts_afresh_the_next_time(tmp_path):
+    spec = resumable_spec(tmp_path)
+    (tmp_path / "gate").touch()
+    folder = make_jobs(spec, tmp_path, methods=("plain",), seeds=1)["toy", "plain", 0]
+    jobs.describe(folder, spec=spec, scale="tiny", method="plain", seed=0, checkout=tmp_path,
+                  data=tmp_path / "data")
+    # a first attempt that got to iteration 3 and then failed (a node lost, say)
+    (folder / "run" / "ckpt").mkdir(parents=True)
+    (folder / "run" / "ckpt" / "000003.pt").write_text("3")
+    (folder / "run" / "ckpt" / "000001.pt").write_text("1")
+    jobs.write(folder / "state.json", {"stages_done": ["prepare"], "stage": "train",
+                                       "failed": "stage train exited with status 1"})
+    (tmp_path / "broken").touch()
+    with pytest.raises(jobs.JobFailed, match="stage train exited with status 1"):
+        jobs.run(folder)  # the retry resumes from iteration 3, whose checkpoint is unreadable
+    assert jobs.state(folder)["resumed"][-1]["step"] == 3
+    assert jobs.run(folder) == 7.5  # so the next one starts the stage afresh, and says so
+    assert (folder / "run" / "iterations.txt").read_text().split() == ["1", "2", "3", "4"]
+    assert "failed after resuming from" in (folder / "console.txt").read_text()
+    assert "starting it afresh" in jobs.tail(folder, 20)
 
 
 def test_status_lists_done_and_failed_jobs_with_the_end_of_the_log(tmp_path, capsys):

@@ -122,3 +122,54 @@ def test_paper_scale_names_every_missing_item_and_starts_nothing(tmp_path):
     assert proc.stderr.splitlines()[-1] == ("vem-plugins: error: 9 thing(s) the jobs need are "
                                            "missing (above); no job was started")
     assert not (tmp_path / "vem-reproduce").exists()
+
+
+@pytest.mark.needs("cagc")
+def test_an_interrupted_training_goes_on_from_upstreams_checkpoint_and_the_estimators(tmp_path):
+    """CAGC's tiny training as a user's copy of the spec with 3 iterations (checkpoints after
+    iterations 1 and 2); the runner is killed once the first checkpoint is written. The next
+    run resumes from it through CAGC's own ``--ckpt <iteration>.pt --load_train_state``:
+    iteration 1 is not trained again, and the estimator's state goes on from the checkpoint."""
+    import torch
+    import torchvision
+    home = stand_in_weights(tmp_path / "torch", **{
+        "pt_inception-2015-12-05-6726825d.pth": torchvision.models.inception_v3(
+            num_classes=1008, aux_logits=False, init_weights=False)})
+    env = dict(os.environ, TORCH_HOME=str(home), XDG_STATE_HOME=str(tmp_path / "state"),
+               OMP_NUM_THREADS="1", **offline_env())
+    text = specs.resolve("cagc-ffhq").path.read_text()
+    assert text.count(" --iter 2 ") == 1
+    (tmp_path / "mine.toml").write_text(text.replace(" --iter 2 ", " --iter 3 "))
+    args = ["mine.toml", "--scale", "tiny", "--methods", "vem", "--seeds", "1", "--out", "out"]
+    folder = tmp_path / "out" / "jobs" / "cagc-ffhq" / "vem" / "seed-0"
+
+    runner = subprocess.Popen([sys.executable, "-m", "vem_plugins", "reproduce", *args],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 900
+    while not list(folder.glob("run/Exp_*/ckpt/000001.pt")):
+        assert runner.poll() is None, runner.stdout.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1)  # torch.save has finished; iteration 2 runs
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    while jobs.held(folder):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert jobs.status(folder) == "interrupted"
+    [first] = folder.glob("run/Exp_*/ckpt/000001.pt")
+
+    proc = reproduce(tmp_path, env, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    state = jobs.state(folder)
+    assert [(r["stage"], r["checkpoint"], r["step"]) for r in state["resumed"]] == \
+        [("train", str(first), 1)]
+    assert isinstance(state["metric"], float)
+    exps = sorted(folder.glob("run/Exp_*"))
+    assert len(exps) == 2 and state["log"].startswith(str(exps[1]))
+    assert sorted(p.name for p in (exps[1] / "ckpt").iterdir()) == ["000002.pt"]
+    saved = [torch.load(p, map_location="cpu", weights_only=False)["vem"]
+             for p in (first, exps[1] / "ckpt" / "000002.pt")]
+    assert saved[1]["step"] == saved[0]["step"] + 1, [s["step"] for s in saved]
+    assert "holds no estimator state" not in (folder / "console.txt").read_text()

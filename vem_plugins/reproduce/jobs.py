@@ -12,13 +12,15 @@ a Slurm worker (submitit pickles the call with the folder's path)::
     run/          ``{out}``: upstream's log folder
 
 A finished stage is never rerun, so a job interrupted mid-way (a killed runner, a preempted
-Slurm job) resumes at the stage it was in; a finished job is never rerun at all. While a job
+Slurm job) resumes at the stage it was in, and inside it from upstream's last checkpoint where
+the spec says how (:func:`resumption`); a finished job is never rerun at all. While a job
 runs it holds the lock ``.running`` (with its PID), so a second runner waits for it instead of
 running it twice.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import math
@@ -52,7 +54,8 @@ def describe(folder: Path, *, spec, scale: str, method: str, seed: int, checkout
     fill = re.compile(r"(?<!\$)\{(" + "|".join(values) + r")\}")
     job = {"spec": spec.name, "spec_file": str(spec.path), "scale": scale, "method": method,
            "seed": seed, "adapter": spec.adapter, "checkout": str(checkout),
-           "stages": [{"name": st.name, "run": fill.sub(lambda m: values[m[1]], st.run)}
+           "stages": [{key: fill.sub(lambda m: values[m[1]], value) if key != "name" else value
+                       for key, value in dataclasses.asdict(st).items() if value}
                       for st in spec.scales[scale].stages],
            "metric": spec.metric, "pattern": spec.pattern, "log": str(out / spec.log)}
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,22 +129,58 @@ def run(folder) -> float:
         if "metric" in current:
             return current["metric"]
         done = list(current.get("stages_done", []))
-        write(folder / "state.json", {"stages_done": done, "started": time.time()})
+        kept = {k: current[k] for k in ("resumed",) if k in current}
         for stage in job["stages"]:
             if stage["name"] in done:
                 continue
-            code = _stage(folder, job, stage)
+            resume = resumption(folder, job, stage, current)
+            if resume:
+                kept.setdefault("resumed", []).append(resume)
+            write(folder / "state.json", {"stages_done": done, "stage": stage["name"], **kept,
+                                           "started": time.time()})
+            code = _stage(folder, job, stage, resume)
             if code:
                 why = f"stage {stage['name']} exited with status {code}"
-                write(folder / "state.json", {"stages_done": done, "failed": why})
+                write(folder / "state.json", {"stages_done": done, "stage": stage["name"],
+                                               **kept, "failed": why})
                 raise JobFailed(f"{job['spec']} {job['method']} seed {job['seed']}: {why}; "
                                 f"see {folder / 'console.txt'}")
             done.append(stage["name"])
-            write(folder / "state.json", {"stages_done": done})
+            write(folder / "state.json", {"stages_done": done, **kept})
         metric, where = read_metric(job)
-        write(folder / "state.json", {"stages_done": done, "metric": metric, "log": where,
-                                       "finished": time.time()})
+        write(folder / "state.json", {"stages_done": done, **kept, "metric": metric,
+                                       "log": where, "finished": time.time()})
         return metric
+
+
+def resumption(folder: Path, job: dict, stage: dict, previous: dict) -> dict | None:
+    """Where ``stage`` goes on from: ``{"stage", "checkpoint", "step", "args"}``, or ``None``
+    to start it afresh.
+
+    A stage resumes when its spec says how, a previous attempt at it was interrupted or failed
+    (``previous`` is the job's state before this run), and upstream left a checkpoint: the
+    newest, the one whose name holds the highest number. A failed attempt that had resumed from
+    that same checkpoint is not repeated (the checkpoint may be what fails): the stage starts
+    afresh, and says so.
+    """
+    if not stage.get("resume") or previous.get("stage") != stage["name"]:
+        return None
+    found = []
+    for path in glob.glob(os.path.join(job["checkout"], stage["checkpoint"])):
+        number = re.search(r"\d+", os.path.basename(path))
+        if number and os.path.isfile(path):
+            found.append((int(number[0]), path))
+    if not found:
+        return None
+    step, path = max(found)
+    last = ([r for r in previous.get("resumed", []) if r["stage"] == stage["name"]] or [{}])[-1]
+    if "failed" in previous and last.get("checkpoint") == path:
+        _note(folder, f"stage {stage['name']} failed after resuming from {path}: "
+                      "starting it afresh")
+        return None
+    values = {"checkpoint": path, "step": str(step), "next": str(step + 1)}
+    args = re.sub(r"(?<!\$)\{(checkpoint|step|next)\}", lambda m: values[m[1]], stage["resume"])
+    return {"stage": stage["name"], "checkpoint": path, "step": step, "args": args}
 
 
 def read_metric(job: dict) -> tuple[float, str | None]:
@@ -156,18 +195,21 @@ def read_metric(job: dict) -> tuple[float, str | None]:
     return found, where
 
 
-def _stage(folder: Path, job: dict, stage: dict) -> int:
-    """Run one stage in the checkout, its output appended to the console. The stage runs in a
-    session of its own, so that a SIGTERM or Ctrl-C to this process ends every process the stage
-    started (upstream's data loaders included) before this one exits."""
+def _stage(folder: Path, job: dict, stage: dict, resume: dict | None) -> int:
+    """Run one stage in the checkout (from ``resume``'s checkpoint when given), its output
+    appended to the console. The stage runs in a session of its own, so that a SIGTERM or
+    Ctrl-C to this process ends every process the stage started (upstream's data loaders
+    included) before this one exits."""
     out = folder / "run"
     out.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = re.sub(r"(?<!\$)\{resume\}", lambda m: resume["args"] if resume else "",
+                     stage["run"])
+    how = f", resumed from {resume['checkpoint']} (step {resume['step']})" if resume else ""
+    _note(folder, f"stage {stage['name']} ({time.strftime('%Y-%m-%d %H:%M:%S')}){how}: "
+                  f"{command}", header=True)
     with open(folder / "console.txt", "a") as console:
-        console.write(f"\n=== stage {stage['name']} ({time.strftime('%Y-%m-%d %H:%M:%S')}): "
-                      f"{stage['run']}\n")
-        console.flush()
-        proc = subprocess.Popen(["bash", "-c", stage["run"]], cwd=job["checkout"], env=env,
+        proc = subprocess.Popen(["bash", "-c", command], cwd=job["checkout"], env=env,
                                 stdout=console, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -184,6 +226,12 @@ def _stage(folder: Path, job: dict, stage: dict) -> int:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _note(folder: Path, text: str, header: bool = False) -> None:
+    """A line of ours in the job's console (a stage's header starts with ``=== stage``)."""
+    with open(folder / "console.txt", "a") as console:
+        console.write(f"\n=== {text}\n" if header else f"vem-plugins: {text}\n")
 
 
 def write(path: Path, value: dict) -> None:

@@ -17,6 +17,14 @@ replaced (every other brace is left to bash):
 ``{data}``    the dataset root (tiny: the generated data; paper: the prepared dataset)
 ``{job}``     the job's folder (``{out}`` is ``{job}/run``)
 
+A stage upstream can resume names its checkpoints (``checkpoint``: a glob; the newest is the
+file whose name holds the highest number) and the arguments that resume from one (``resume``,
+which may also use ``{checkpoint}``, its path, ``{step}``, the number in its name, and
+``{next}``, that number plus one); its ``run`` says where they go with ``{resume}``, which is
+empty on a fresh start. A stage interrupted mid-way (a killed runner, a preempted Slurm job)
+then goes on from upstream's last checkpoint, the estimator's state included where the adapter
+saves it there, instead of starting over.
+
 Users copy a file, edit it and pass its path instead of a name.
 """
 from __future__ import annotations
@@ -35,6 +43,8 @@ FOLDER = importlib.resources.files("vem_plugins.reproduce") / "specs"
 #: the metrics a spec may name, and whether higher is better
 METRICS = {"FID": False, "mIoU": True}
 _PLACEHOLDERS = {"python", "flags", "seed", "out", "data", "job"}
+#: what a stage's ``resume`` may use besides :data:`_PLACEHOLDERS`
+RESUME_PLACEHOLDERS = {"checkpoint", "step", "next"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 
 
@@ -45,6 +55,10 @@ class Stage:
 
     name: str
     run: str
+    #: the arguments that resume from upstream's checkpoint (put at ``{resume}`` in ``run``)
+    resume: str = ""
+    #: upstream's checkpoints (a glob; the highest number in a file's name is the newest)
+    checkpoint: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,12 +188,21 @@ def _scale(r: "_Reader", scale: str) -> Scale:
     stages = []
     for i, stage in enumerate(sub.get("stages", list)):
         st = _Reader(r.path, stage if isinstance(stage, dict) else {}, f"{scale}.stages[{i}].")
+        resume, checkpoint = st.get("resume", str, ""), st.get("checkpoint", str, "")
         run = st.get("run", str)
-        unknown = set(re.findall(r"(?<!\$)\{(\w+)\}", run)) - _PLACEHOLDERS
-        if unknown:
-            st.fail("run", f"unknown placeholder {{{sorted(unknown)[0]}}} (known: "
-                           f"{', '.join(sorted(_PLACEHOLDERS))})")
-        stages.append(Stage(st.get("name", str), run))
+        for key, known in (("run", _PLACEHOLDERS | ({"resume"} if resume else set())),
+                           ("resume", _PLACEHOLDERS | RESUME_PLACEHOLDERS),
+                           ("checkpoint", _PLACEHOLDERS)):
+            unknown = placeholders(st.data.get(key, "")) - known
+            if unknown:
+                st.fail(key, f"unknown placeholder {{{sorted(unknown)[0]}}} (known here: "
+                             f"{', '.join(sorted(known))})")
+        if resume and "resume" not in placeholders(run):
+            st.fail("run", "has no {resume}: where the resume arguments go")
+        if bool(resume) != bool(checkpoint):
+            st.fail("checkpoint" if resume else "resume",
+                    "missing (a stage that resumes needs both resume and checkpoint)")
+        stages.append(Stage(st.get("name", str), run, resume, checkpoint))
     if not stages:
         sub.fail("stages", "at least one stage")
     needs = tuple(Needed(**_Reader(r.path, n if isinstance(n, dict) else {},
@@ -196,6 +219,11 @@ def _scale(r: "_Reader", scale: str) -> Scale:
                  needs=needs, weights=tuple(sub.get("weights", list, [])),
                  gpu_hours=None if hours is None else float(hours),
                  gpu_hours_source=sub.get("gpu_hours_source", str, ""))
+
+
+def placeholders(template: str) -> set[str]:
+    """The words in braces a command template uses (``${...}`` is bash's, not ours)."""
+    return set(re.findall(r"(?<!\$)\{(\w+)\}", template))
 
 
 class _Reader:
