@@ -35,6 +35,7 @@ from pathlib import Path
 from vem_plugins.errors import InstallError, VemPluginsError
 from vem_plugins.install.exclusive import exclusive
 from vem_plugins.install.transaction import write_durably
+from vem_plugins.reproduce import specs
 
 LOCK = ".running"
 
@@ -51,10 +52,9 @@ def describe(folder: Path, *, spec, scale: str, method: str, seed: int, checkout
     out = folder / "run"
     values = {"python": sys.executable, "flags": spec.methods[method], "seed": str(seed),
               "out": str(out), "data": str(data), "job": str(folder)}
-    fill = re.compile(r"(?<!\$)\{(" + "|".join(values) + r")\}")
     job = {"spec": spec.name, "spec_file": str(spec.path), "scale": scale, "method": method,
            "seed": seed, "adapter": spec.adapter, "checkout": str(checkout),
-           "stages": [{key: fill.sub(lambda m: values[m[1]], value) if key != "name" else value
+           "stages": [{key: specs.fill(value, values) if key != "name" else value
                        for key, value in dataclasses.asdict(st).items() if value}
                       for st in spec.scales[scale].stages],
            "metric": spec.metric, "pattern": spec.pattern, "log": str(out / spec.log)}
@@ -75,7 +75,8 @@ def read(path: Path) -> dict:
 
 
 def state(folder: Path) -> dict:
-    """What ``state.json`` says: ``stages_done``, and ``metric`` once done or ``failed``."""
+    """What ``state.json`` says: ``stages_done``, the ``stage`` under way and where stages
+    ``resumed`` from, and ``metric`` once done or ``failed``."""
     return read(Path(folder) / "state.json")
 
 
@@ -129,27 +130,27 @@ def run(folder) -> float:
         if "metric" in current:
             return current["metric"]
         done = list(current.get("stages_done", []))
-        kept = {k: current[k] for k in ("resumed",) if k in current}
+        resumed = list(current.get("resumed", []))
         for stage in job["stages"]:
             if stage["name"] in done:
                 continue
             resume = resumption(folder, job, stage, current)
-            if resume:
-                kept.setdefault("resumed", []).append(resume)
-            write(folder / "state.json", {"stages_done": done, "stage": stage["name"], **kept,
-                                           "started": time.time()})
+            resumed += [resume] if resume else []
+            write(folder / "state.json", {"stages_done": done, "stage": stage["name"],
+                                           "resumed": resumed, "started": time.time()})
             code = _stage(folder, job, stage, resume)
             if code:
                 why = f"stage {stage['name']} exited with status {code}"
                 write(folder / "state.json", {"stages_done": done, "stage": stage["name"],
-                                               **kept, "failed": why})
+                                               "resumed": resumed, "failed": why})
                 raise JobFailed(f"{job['spec']} {job['method']} seed {job['seed']}: {why}; "
                                 f"see {folder / 'console.txt'}")
             done.append(stage["name"])
-            write(folder / "state.json", {"stages_done": done, **kept})
+            write(folder / "state.json", {"stages_done": done, "resumed": resumed})
         metric, where = read_metric(job)
-        write(folder / "state.json", {"stages_done": done, **kept, "metric": metric,
-                                       "log": where, "finished": time.time()})
+        write(folder / "state.json", {"stages_done": done, "resumed": resumed,
+                                       "metric": metric, "log": where,
+                                       "finished": time.time()})
         return metric
 
 
@@ -178,8 +179,8 @@ def resumption(folder: Path, job: dict, stage: dict, previous: dict) -> dict | N
         _note(folder, f"stage {stage['name']} failed after resuming from {path}: "
                       "starting it afresh")
         return None
-    values = {"checkpoint": path, "step": str(step), "next": str(step + 1)}
-    args = re.sub(r"(?<!\$)\{(checkpoint|step|next)\}", lambda m: values[m[1]], stage["resume"])
+    args = specs.fill(stage["resume"], {"checkpoint": path, "step": str(step),
+                                        "next": str(step + 1)})
     return {"stage": stage["name"], "checkpoint": path, "step": step, "args": args}
 
 
@@ -203,8 +204,7 @@ def _stage(folder: Path, job: dict, stage: dict, resume: dict | None) -> int:
     out = folder / "run"
     out.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    command = re.sub(r"(?<!\$)\{resume\}", lambda m: resume["args"] if resume else "",
-                     stage["run"])
+    command = specs.fill(stage["run"], {"resume": resume["args"] if resume else ""})
     how = f", resumed from {resume['checkpoint']} (step {resume['step']})" if resume else ""
     _note(folder, f"stage {stage['name']} ({time.strftime('%Y-%m-%d %H:%M:%S')}){how}: "
                   f"{command}", header=True)

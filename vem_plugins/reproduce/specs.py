@@ -46,6 +46,7 @@ _PLACEHOLDERS = {"python", "flags", "seed", "out", "data", "job"}
 #: what a stage's ``resume`` may use besides :data:`_PLACEHOLDERS`
 RESUME_PLACEHOLDERS = {"checkpoint", "step", "next"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+_PLACEHOLDER = re.compile(r"(?<!\$)\{(\w+)\}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +224,13 @@ def _scale(r: "_Reader", scale: str) -> Scale:
 
 def placeholders(template: str) -> set[str]:
     """The words in braces a command template uses (``${...}`` is bash's, not ours)."""
-    return set(re.findall(r"(?<!\$)\{(\w+)\}", template))
+    return set(_PLACEHOLDER.findall(template))
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """``template`` with the placeholders named in ``values`` replaced; the others stay, to be
+    filled later (``{resume}`` once the job knows where it goes on from) or left to bash."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), template)
 
 
 class _Reader:
